@@ -1,0 +1,14 @@
+"""Poisoning attacks, keyed by the names the configs use.
+
+Each attack module registers an object with:
+- `Params`: a frozen dataclass of its settings (validated from the preset/table config);
+- `poison(data, params, seed) -> (data, info)`: the poisoned training set and what evaluation needs;
+- `success(model, data, params, info, rt, reference) -> dict`: ASR and friends on the test set;
+- `needs_reference`: True when ASR is measured against a clean model (SA), supplied as `reference`.
+"""
+
+from artifact.registry import Registry
+
+ATTACKS = Registry("attack")
+
+from artifact.attacks import clean, dlbd  # noqa: E402,F401

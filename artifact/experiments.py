@@ -1,0 +1,171 @@
+"""One job = dataset -> attack -> method (case) -> metrics, with its stages requested by key.
+
+`execute` is the single picklable worker run unchanged by the local pool and by submitit; `prepare`
+computes only a job's shared stages, so executors can run those first, once each.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import platform
+import resource
+import socket
+import time
+import traceback
+from dataclasses import asdict
+
+import numpy as np
+import torch
+
+from artifact import metrics
+from artifact.attacks import ATTACKS
+from artifact.config import DatasetCfg, ModelCfg, TrainCfg, build
+from artifact.data import load_dataset
+from artifact.methods import METHODS
+from artifact.models import build_model
+from artifact.store import Store, content_hash, derive_seed
+from artifact.train import Runtime, predict, prepare, train
+
+
+@functools.lru_cache(maxsize=2)
+def _clean_data(cfg: DatasetCfg, data_root: str | None):
+    return load_dataset(cfg, data_root)
+
+
+def index_digest(index: torch.Tensor) -> str:
+    return hashlib.sha256(index.numpy().astype(np.int64).tobytes()).hexdigest()[:16]
+
+
+class Context:
+    """Everything a method needs for one job: the poisoned data, seeds, stages, fit and evaluate."""
+
+    def __init__(self, cfg: dict, store: Store, rt: Runtime, data_root: str | None = None):
+        self.cfg, self.store, self.rt = cfg, store, rt
+        self.dataset_cfg = build(DatasetCfg, cfg["dataset"], "dataset")
+        self.model_cfg = build(ModelCfg, cfg["model"], "model")
+        self.attack = ATTACKS.get_or_fail(cfg["attack"]["name"], "attack.name")
+        self.attack_params = build(self.attack.Params, cfg["attack"]["params"], "attack.params")
+        # What determines the poisoned training set; every stage key starts from it.
+        self.base_key = {"dataset": cfg["dataset"], "attack": cfg["attack"], "replicate": cfg["seed"]}
+        clean = _clean_data(self.dataset_cfg, data_root)
+        self.data, self.attack_info = self.attack.poison(clean, self.attack_params, self.seed("poison"))
+
+    def seed(self, *tags) -> int:
+        return derive_seed(self.base_key, self.cfg["model"], [asdict(t) if hasattr(t, "__dataclass_fields__")
+                                                              else t for t in tags])
+
+    def stage(self, kind: str, extra: dict, compute):
+        return self.store.stage(kind, {**self.base_key, "model": self.cfg["model"], **extra}, compute)
+
+    def new_model(self, tag: str):
+        torch.manual_seed(self.seed("init", tag))
+        return prepare(build_model(self.model_cfg, self.data.mean, self.data.std), self.rt)
+
+    def split_metrics(self, model, split_name: str) -> dict:
+        split = self.data.split(split_name)
+        pred = predict(model, split, self.rt).argmax(1)
+        ga = metrics.group_acc(pred, split.y, split.g)
+        return {"acc": metrics.acc(pred, split.y), "wga": metrics.wga(ga), "group_acc": ga,
+                "acc_adj": metrics.adjusted_acc(ga, self.data.train_group_weights)}
+
+    def evaluate(self, model) -> dict:
+        """Test metrics of `model`: ACC, per-group accuracy, WGA, and the attack's success."""
+        out = self.split_metrics(model, "test")
+        out.update(self.attack.success(model, self.data, self.attack_params, self.attack_info, self.rt))
+        return out
+
+    def rates(self, flags: torch.Tensor) -> dict:
+        """Share of each ground-truth role (poisons, LRG-1, LRG-2, HRG) among `flags` (IDNF / ELMF)."""
+        t = self.data.train
+        return metrics.rate_by_role(flags, t.g, t.is_poison, self.data.lrg1, self.data.lrg2, self.data.hrg)
+
+    def fit_evaluate(self, cfg: TrainCfg, index: torch.Tensor | None = None, tag: str = "final") -> dict:
+        """Train a fresh model on train positions `index`, select the epoch by val WGA, test it.
+
+        Cached by the exact multiset of training positions, so cases whose training sets coincide
+        (e.g. worst = standard when every poison is already identified) train once.
+        """
+        train_split = self.data.train
+        index = torch.arange(len(train_split)) if index is None else index
+        key = {"train": asdict(cfg), "tag": tag, "index": index_digest(index.sort().values)}
+
+        def compute():
+            model = self.new_model(tag)
+
+            def select(epoch, m):
+                val = self.split_metrics(m, "val")
+                return val["wga"], {"val_wga": val["wga"], "val_acc": val["acc"]}
+
+            out = train(model, train_split, cfg, self.seed(tag, cfg), self.rt, index=index, select=select)
+            return {**self.evaluate(model), "best_epoch": out["best_epoch"], "history": out["history"],
+                    "train_size": len(index)}
+
+        return dict(self.stage("fit", key, compute))
+
+
+def environment(git: str | None = None) -> dict:
+    cuda = torch.cuda.is_available()
+    return {
+        "git_commit": git,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if cuda else None,
+        "device_name": torch.cuda.get_device_name() if cuda else platform.processor() or platform.machine(),
+        "numpy": np.__version__,
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+    }
+
+
+def job_id(cfg: dict) -> str:
+    return content_hash(cfg)
+
+
+def _method(cfg: dict):
+    method = METHODS.get_or_fail(cfg["method"]["name"], "method.name")
+    return method, build(method.Params, cfg["method"]["params"], "method.params")
+
+
+def prepare_job(cfg: dict, results: str, rt: dict, data_root: str | None = None) -> None:
+    """Compute the stages this job shares with its sibling cases (e.g. JTT's identification)."""
+    runtime = Runtime(**rt)
+    runtime.setup()
+    method, params = _method(cfg)
+    method.prepare(Context(cfg, Store(results), runtime, data_root), params)
+
+
+def execute(cfg: dict, results: str, rt: dict, data_root: str | None = None, git: str | None = None) -> dict:
+    """Run one job and write its result.json atomically; a failure writes error.txt instead."""
+    store, jid = Store(results), job_id(cfg)
+    if store.is_done(jid):
+        return {"id": jid, "status": "done", "cached": True}
+    t0 = time.time()
+    runtime = Runtime(**rt)
+    try:
+        runtime.setup()
+        method, params = _method(cfg)
+        ctx = Context(cfg, store, runtime, data_root)
+        out = method.run(ctx, params, cfg["case"])
+    except Exception as e:
+        path = store.job_dir(jid) / "error.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(traceback.format_exc())
+        return {"id": jid, "status": "failed", "error": f"{type(e).__name__}: {e}", "log": str(path)}
+    result = {
+        "id": jid,
+        "config": cfg,
+        "seed": cfg["seed"],
+        "metrics": out,
+        "attack_info": ctx.attack_info,
+        "runtime": runtime.describe(),
+        "env": environment(git),
+        "timing": {
+            "wall_s": round(time.time() - t0, 2),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "peak_cuda_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if torch.cuda.is_available() else None,
+        },
+    }
+    store.write_result(jid, result)
+    return {"id": jid, "status": "done", "cached": False, "wall_s": result["timing"]["wall_s"]}

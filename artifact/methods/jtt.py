@@ -1,0 +1,83 @@
+"""JTT (Liu et al. 2021) as the official code runs it (shared/reference/methods.md §2).
+
+Stage A trains an identification model; its error set is the training points it misclassifies at
+epoch T. Stage C trains a fresh model on the training set plus L extra copies of each error point and
+selects the epoch by validation WGA. The identification stage is shared by the three cases:
+standard (as is), ideal (poisons removed from the error set), worst (all poisons forced into it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+import torch
+
+from artifact.config import TrainCfg
+from artifact.methods import METHODS
+from artifact.train import predict, train
+
+
+@dataclass(frozen=True)
+class Params:
+    id: TrainCfg = field(default_factory=TrainCfg)  # id.epochs = T, the early-stopping epoch
+    final: TrainCfg = field(default_factory=TrainCfg)
+    upweight: int = 100  # L: extra copies of each error point (1 + L occurrences per epoch)
+    # train: predictions collected during the training pass of epoch index T (official code);
+    # eval: a separate eval-mode pass after T epochs (a deviation some reimplementations make).
+    error_pass: str = "train"
+
+    def validate(self):
+        if self.error_pass not in ("train", "eval"):
+            return "error_pass must be 'train' or 'eval'"
+        if self.upweight < 0:
+            return "upweight must be >= 0"
+        return None
+
+
+def upsample_index(n: int, error: torch.Tensor, upweight: int) -> torch.Tensor:
+    """Positions of one epoch: every sample once, then L more copies of each error point."""
+    return torch.cat([torch.arange(n), error.nonzero().squeeze(1).repeat(upweight)])
+
+
+def apply_case(error: torch.Tensor, is_poison: torch.Tensor, case: str) -> torch.Tensor:
+    error = error.clone()
+    if case == "ideal":
+        error[is_poison] = False
+    elif case == "worst":
+        error[is_poison] = True
+    return error
+
+
+class JTT:
+    Params = Params
+    cases = ("worst", "standard", "ideal")
+
+    def _identify(self, ctx, params: Params) -> dict:
+        model = ctx.new_model(tag="jtt-id")
+        train_split = ctx.data.train
+        seed = ctx.seed("jtt-id", params.id)
+        if params.error_pass == "train":
+            cfg = replace(params.id, epochs=params.id.epochs + 1)
+            out = train(model, train_split, cfg, seed, ctx.rt, record_epoch=params.id.epochs)
+            pred = out["train_pass_pred"]
+        else:
+            train(model, train_split, params.id, seed, ctx.rt)
+            pred = predict(model, train_split, ctx.rt).argmax(1)
+        return {"error": pred != train_split.y, "id_test": ctx.evaluate(model)}
+
+    def prepare(self, ctx, params: Params) -> dict:
+        key = {"id": asdict(params.id), "error_pass": params.error_pass}
+        return ctx.stage("jtt-id", key, lambda: self._identify(ctx, params))
+
+    def run(self, ctx, params: Params, case: str) -> dict:
+        ident = self.prepare(ctx, params)
+        train_split = ctx.data.train
+        error = apply_case(ident["error"], train_split.is_poison, case)
+        out = ctx.fit_evaluate(params.final, upsample_index(len(train_split), error, params.upweight))
+        out["idnf"] = ctx.rates(ident["error"])
+        out["error_set_size"] = int(ident["error"].sum())
+        out["id_model_test"] = ident["id_test"]
+        return out
+
+
+METHODS.register("jtt")(JTT())

@@ -1,0 +1,104 @@
+"""Models: torchvision ResNet-18/50 (ImageNet V1 weights from the hub cache) and a small CPU CNN.
+
+Every model takes uint8-derived pixels in [0, 1] and normalises inside, so attacks and triggers live in
+pixel space (shared/reference/attacks_defenses.md §0.2).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from artifact.errors import UserError
+
+# The V1 files that `pretrained=True` gave the group_DRO / JTT / GEORGE era code.
+WEIGHT_FILES = {"resnet18": "resnet18-f37072fd.pth", "resnet50": "resnet50-0676ba61.pth"}
+
+
+class Normalized(nn.Module):
+    """Normalise [0,1] pixels with the dataset's mean/std, then run the network."""
+
+    def __init__(self, net: nn.Module, mean, std):
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
+
+    def forward(self, x):
+        return self.net((x - self.mean) / self.std)
+
+    def features(self, x):
+        """Penultimate (avgpool) features, for GEORGE and EPIC."""
+        return self.net.features((x - self.mean) / self.std)
+
+    @property
+    def head(self) -> nn.Linear:
+        return self.net.fc
+
+
+class SmallCNN(nn.Module):
+    """4 x [conv3x3-BN-ReLU], widths w-2w-4w-8w, max-pool after the first three, GAP, linear."""
+
+    def __init__(self, width: int = 16, n_classes: int = 2):
+        super().__init__()
+        layers, c_in = [], 3
+        for i, c in enumerate([width, 2 * width, 4 * width, 8 * width]):
+            layers += [nn.Conv2d(c_in, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
+            if i < 3:
+                layers.append(nn.MaxPool2d(2))
+            c_in = c
+        self.body = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.fc = nn.Linear(c_in, n_classes)
+
+    def features(self, x):
+        return self.body(x)
+
+    def forward(self, x):
+        return self.fc(self.body(x))
+
+
+class _ResNet(nn.Module):
+    def __init__(self, net):
+        super().__init__()
+        self.backbone = net
+        self.fc = net.fc
+        net.fc = nn.Identity()
+
+    def features(self, x):
+        return self.backbone(x)
+
+    def forward(self, x):
+        return self.fc(self.backbone(x))
+
+
+def weight_path(arch: str) -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / WEIGHT_FILES[arch]
+
+
+def _resnet(arch: str, pretrained: bool, n_classes: int) -> nn.Module:
+    import torchvision
+
+    net = getattr(torchvision.models, arch)(weights=None)
+    if pretrained:
+        path = weight_path(arch)
+        if not path.is_file():
+            raise UserError(
+                f"pretrained {arch} weights not found at {path}; download "
+                f"https://download.pytorch.org/models/{WEIGHT_FILES[arch]} there (the Docker image has them) "
+                "or set model.pretrained: false"
+            )
+        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    net.fc = nn.Linear(net.fc.in_features, n_classes)
+    return _ResNet(net)
+
+
+def build_model(cfg, mean, std, n_classes: int = 2) -> Normalized:
+    if cfg.arch == "smallcnn":
+        net = SmallCNN(cfg.width, n_classes)
+    elif cfg.arch in WEIGHT_FILES:
+        net = _resnet(cfg.arch, cfg.pretrained, n_classes)
+    else:
+        raise UserError(f"model.arch: unknown architecture {cfg.arch!r} (valid: smallcnn, resnet18, resnet50)")
+    return Normalized(net, mean, std)

@@ -1,0 +1,24 @@
+"""Name -> object registries keyed by the names the configs use."""
+
+from artifact.errors import UserError
+
+
+class Registry(dict):
+    def __init__(self, kind: str):
+        super().__init__()
+        self.kind = kind
+
+    def register(self, name: str):
+        def deco(obj):
+            if name in self:
+                raise ValueError(f"{self.kind} {name!r} registered twice")
+            self[name] = obj
+            return obj
+
+        return deco
+
+    def get_or_fail(self, name: str, where: str = ""):
+        if name not in self:
+            at = f"{where}: " if where else ""
+            raise UserError(f"{at}unknown {self.kind} {name!r} (valid: {', '.join(sorted(self))})")
+        return self[name]

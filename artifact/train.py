@@ -1,0 +1,137 @@
+"""The one training loop, shared by every method (ERM, JTT, GEORGE's group DRO, EPIC, FL clients).
+
+Data stays uint8 until the batch is on the device; on CUDA the loop uses bf16 autocast and
+channels_last, on the CPU it is deterministic for a given seed.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from artifact.config import TrainCfg
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How to run (never part of a job's hash): device, threads, determinism, speed switches."""
+
+    device: str = "cpu"
+    threads: int = 0  # 0: leave torch's default
+    deterministic: bool = True
+    eval_batch: int = 1024
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.startswith("cuda")
+
+    def setup(self) -> None:
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        if self.cuda:
+            torch.backends.cudnn.benchmark = not self.deterministic
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        else:
+            torch.use_deterministic_algorithms(self.deterministic)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+    def describe(self) -> dict:
+        return {"device": self.device, "deterministic": self.deterministic, "amp": "bf16" if self.cuda else "off",
+                "channels_last": self.cuda, "threads": torch.get_num_threads()}
+
+
+def auto_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _to_input(x_u8: torch.Tensor, rt: Runtime) -> torch.Tensor:
+    x = x_u8.to(rt.device, non_blocking=True).float().div_(255)
+    return x.contiguous(memory_format=torch.channels_last) if rt.cuda else x
+
+
+def _autocast(rt: Runtime):
+    return torch.autocast("cuda", dtype=torch.bfloat16) if rt.cuda else torch.autocast("cpu", enabled=False)
+
+
+def prepare(model: torch.nn.Module, rt: Runtime) -> torch.nn.Module:
+    model = model.to(rt.device)
+    return model.to(memory_format=torch.channels_last) if rt.cuda else model
+
+
+@torch.no_grad()
+def predict(model, split, rt: Runtime, idx: torch.Tensor | None = None, transform: Callable | None = None,
+            features: bool = False) -> torch.Tensor:
+    """Logits (or penultimate features) of `split` in eval mode, on the CPU as float32."""
+    model.eval()
+    n = len(split) if idx is None else len(idx)
+    idx = torch.arange(n) if idx is None else idx
+    out = []
+    for start in range(0, n, rt.eval_batch):
+        bi = idx[start : start + rt.eval_batch]
+        x = _to_input(split.x(bi), rt)
+        if transform is not None:
+            x = transform(x)
+        with _autocast(rt):
+            z = model.features(x) if features else model(x)
+        out.append(z.float().cpu())
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def make_optimizer(model, cfg: TrainCfg) -> torch.optim.Optimizer:
+    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.wd)
+
+
+def train(
+    model,
+    split,
+    cfg: TrainCfg,
+    seed: int,
+    rt: Runtime,
+    index: torch.Tensor | None = None,
+    select: Callable | None = None,
+    record_epoch: int | None = None,
+    loss_fn: Callable | None = None,
+) -> dict:
+    """Train `model` in place on `split` (sample positions `index` per epoch, default all once).
+
+    `select(epoch, model)` returns (score, info) after each epoch; the best-scoring state (earliest on
+    ties) is restored at the end, as JTT's post-hoc selection by validation WGA does. With
+    `record_epoch`, the predictions made during that epoch's training pass (train mode, pre-step
+    weights) are returned per sample, which is how the official JTT code finds its error set.
+    `loss_fn(logits, y, batch_idx)` replaces the mean cross-entropy (group DRO, weighting).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    index = torch.arange(len(split)) if index is None else index
+    opt = make_optimizer(model, cfg)
+    recorded = torch.full((len(split),), -1, dtype=torch.long) if record_epoch is not None else None
+    history, best = [], (None, -1, None)
+    for epoch in range(cfg.epochs):
+        model.train()
+        order = index[torch.randperm(len(index), generator=gen)]
+        for start in range(0, len(order), cfg.batch_size):
+            bi = order[start : start + cfg.batch_size]
+            x = _to_input(split.x(bi), rt)
+            y = split.y[bi].to(rt.device)
+            with _autocast(rt):
+                logits = model(x)
+            if recorded is not None and epoch == record_epoch:
+                recorded[bi] = logits.argmax(1).cpu()
+            loss = loss_fn(logits.float(), y, bi) if loss_fn else F.cross_entropy(logits.float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        if select is not None:
+            score, info = select(epoch, model)
+            history.append({"epoch": epoch, **info})
+            if best[0] is None or score > best[0]:
+                best = (score, epoch, copy.deepcopy(model.state_dict()))
+    if best[2] is not None:
+        model.load_state_dict(best[2])
+    return {"history": history, "best_epoch": best[1], "train_pass_pred": recorded}
