@@ -128,12 +128,25 @@ def _method(cfg: dict):
     return method, build(method.Params, cfg["method"]["params"], "method.params")
 
 
-def prepare_job(cfg: dict, results: str, rt: dict, data_root: str | None = None) -> None:
+def _failure(store: Store, jid: str, name: str, e: Exception) -> dict:
+    """Keep the traceback in the job folder; the user sees one line and the log path."""
+    path = store.job_dir(jid) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(traceback.format_exc())
+    return {"id": jid, "status": "failed", "error": f"{type(e).__name__}: {e}", "log": str(path)}
+
+
+def prepare_job(cfg: dict, results: str, rt: dict, data_root: str | None = None) -> dict:
     """Compute the stages this job shares with its sibling cases (e.g. JTT's identification)."""
-    runtime = Runtime(**rt)
-    runtime.setup()
-    method, params = _method(cfg)
-    method.prepare(Context(cfg, Store(results), runtime, data_root), params)
+    store, jid = Store(results), job_id(cfg)
+    try:
+        runtime = Runtime(**rt)
+        runtime.setup()
+        method, params = _method(cfg)
+        method.prepare(Context(cfg, store, runtime, data_root), params)
+    except Exception as e:
+        return _failure(store, jid, "stage-error.txt", e)
+    return {"id": jid, "status": "done"}
 
 
 def execute(cfg: dict, results: str, rt: dict, data_root: str | None = None, git: str | None = None) -> dict:
@@ -149,10 +162,7 @@ def execute(cfg: dict, results: str, rt: dict, data_root: str | None = None, git
         ctx = Context(cfg, store, runtime, data_root)
         out = method.run(ctx, params, cfg["case"])
     except Exception as e:
-        path = store.job_dir(jid) / "error.txt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(traceback.format_exc())
-        return {"id": jid, "status": "failed", "error": f"{type(e).__name__}: {e}", "log": str(path)}
+        return _failure(store, jid, "error.txt", e)
     result = {
         "id": jid,
         "config": cfg,

@@ -1,0 +1,164 @@
+"""Compare a table's aggregated results with the paper: per-cell numbers and the paper's claims.
+
+Reads only the aggregated table (report.aggregate) and expected_results/; never imports training code.
+
+The rule, in one place:
+- a cell PASSES when |ours − paper| <= k * sqrt(sd_paper² + sd_ours²) + floor (percentage points;
+  sd_ours is the sample std over our seeds, 0 with one seed); k and floor come from the preset;
+- a claim is `left − right OP value` on cell means (OP: >=, <=, abs<=), per block of rows;
+- every cell must have all its seeds, and every value must be finite and within [-100, 100];
+- any FAIL or MISSING makes the verdict NOT REPRODUCED and the exit status non-zero.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from artifact.errors import UserError
+
+EXPECTED_DIR = Path(__file__).resolve().parent.parent / "expected_results"
+OPS = {">=": lambda d, v: d >= v, "<=": lambda d, v: d <= v, "abs<=": lambda d, v: abs(d) <= v}
+
+
+@dataclass
+class Verdict:
+    status: str  # PASS | FAIL | MISSING
+    what: str
+    detail: str
+
+    def line(self) -> str:
+        return f"{self.status:<7} {self.what}: {self.detail}"
+
+
+def _norm(v) -> str:
+    return str(v).strip().lower()
+
+
+def _select(agg: pd.DataFrame, labels: dict) -> pd.DataFrame:
+    mask = pd.Series(True, index=agg.index)
+    for k, v in labels.items():
+        if k not in agg.columns:
+            raise UserError(f"claim refers to unknown column {k!r} (valid: {', '.join(agg.columns)})")
+        mask &= agg[k].map(_norm) == _norm(v)
+    return agg[mask]
+
+
+def load_expected(table: str, expected_dir: Path = EXPECTED_DIR) -> tuple[pd.DataFrame | None, list[dict]]:
+    csv, claims = expected_dir / f"{table}.csv", expected_dir / f"{table}.claims.yaml"
+    numbers = pd.read_csv(csv) if csv.is_file() else None
+    items = []
+    if claims.is_file():
+        data = yaml.safe_load(claims.read_text()) or {}
+        items = data.get("claims", [])
+        for c in items:
+            missing = {"id", "text", "left", "op", "value"} - set(c)
+            if missing or c["op"] not in OPS:
+                raise UserError(f"{claims}: claim {c.get('id', '?')}: needs id, text, left, op "
+                                f"({', '.join(OPS)}), value")
+    return numbers, items
+
+
+def sanity(agg: pd.DataFrame) -> list[Verdict]:
+    """Every cell has all its seeds and a finite value within [-100, 100]."""
+    out = []
+    for r in agg.itertuples():
+        labels = " ".join(str(getattr(r, c)) for c in agg.columns[: list(agg.columns).index("metric")])
+        what = f"{labels} {r.metric}"
+        if r.n < r.n_expected:
+            out.append(Verdict("MISSING", what, f"{r.n}/{r.n_expected} seeds finished"))
+        elif not (math.isfinite(r.mean) and -100 <= r.mean <= 100):
+            out.append(Verdict("FAIL", what, f"value {r.mean} is not a percentage"))
+    return out or [Verdict("PASS", "all cells", f"{len(agg)} cells complete, finite and within [-100, 100]")]
+
+
+def check_numbers(agg: pd.DataFrame, expected: pd.DataFrame, k: float, floor: float) -> list[Verdict]:
+    label_cols = [c for c in expected.columns if c not in ("metric", "mean", "std")]
+    out = []
+    for e in expected.itertuples(index=False):
+        e = e._asdict()
+        labels = {c: e[c] for c in label_cols}
+        cell = _select(agg, {**labels, "metric": e["metric"]})
+        what = " ".join(str(v) for v in labels.values()) + f" {e['metric']}"
+        if cell.empty or cell.iloc[0]["n"] == 0:
+            out.append(Verdict("MISSING", what, "no result"))
+            continue
+        ours, sd = float(cell.iloc[0]["mean"]), float(cell.iloc[0]["std"])
+        sd = 0.0 if math.isnan(sd) else sd
+        tol = k * math.hypot(e["std"], sd) + floor
+        delta = abs(ours - e["mean"])
+        status = "PASS" if delta <= tol else "FAIL"
+        out.append(Verdict(status, what, f"ours {ours:.1f} ± {sd:.1f}, paper {e['mean']:.1f} ± {e['std']:.1f}, "
+                                         f"|Δ| {delta:.1f} {'<=' if status == 'PASS' else '>'} tol {tol:.1f}"))
+    return out
+
+
+def _cell_mean(agg, where, side) -> float | None:
+    spec = dict(side)
+    metric = spec.pop("metric")
+    cell = _select(agg, {**where, **spec, "metric": metric})
+    if len(cell) != 1 or cell.iloc[0]["n"] == 0:
+        return None
+    return float(cell.iloc[0]["mean"])
+
+
+def check_claims(agg: pd.DataFrame, claims: list[dict]) -> list[Verdict]:
+    out = []
+    for c in claims:
+        where = c.get("where", {})
+        base = _select(agg, where)
+        groups = [dict(zip(c["group_by"], g, strict=True)) for g in
+                  base[c["group_by"]].drop_duplicates().itertuples(index=False)] if c.get("group_by") else [{}]
+        for group in groups:
+            scope = {**where, **group}
+            what = f"{c['id']} [{' '.join(f'{k}={v}' for k, v in scope.items())}]"
+            left = _cell_mean(agg, scope, c["left"])
+            right = _cell_mean(agg, scope, c["right"]) if c.get("right") else 0.0
+            if left is None or right is None:
+                out.append(Verdict("MISSING", what, f"cells for '{c['text']}' not found"))
+                continue
+            d = left - right
+            desc = _describe(c)
+            ok = OPS[c["op"]](d, c["value"])
+            out.append(Verdict("PASS" if ok else "FAIL", what, f"{desc} = {d:.1f} (needs {c['op']} {c['value']})"))
+    return out
+
+
+def _describe(c: dict) -> str:
+    def side(s):
+        rest = " ".join(str(v) for k, v in s.items() if k != "metric")
+        return f"{s['metric'].upper()} {rest}".strip()
+
+    return f"{side(c['left'])} − {side(c['right'])}" if c.get("right") else side(c["left"])
+
+
+def run_checks(table: str, agg: pd.DataFrame, check_cfg, preset: str, expected_dir: Path = EXPECTED_DIR):
+    """All verdicts and the report text; `ok` is False on any FAIL or MISSING."""
+    expected, claims = load_expected(table, expected_dir)
+    seeds = int(agg["n_expected"].max()) if len(agg) else 0
+    sections = [("Completeness and sanity", sanity(agg))]
+    rule = []
+    if check_cfg.numbers and expected is not None:
+        sections.append(("Cells vs the paper", check_numbers(agg, expected, check_cfg.k, check_cfg.floor)))
+        rule.append(f"cells within {check_cfg.k:g}·sqrt(sd_paper² + sd_ours²) + {check_cfg.floor:g} pts")
+    if check_cfg.claims and claims:
+        sections.append(("The paper's claims", check_claims(agg, claims)))
+        rule.append("the paper's claims")
+    if not rule:
+        rule.append("completeness and sanity only (this preset is for exercising code paths)")
+    elif not check_cfg.numbers:
+        rule.append("per-cell numbers not compared at this preset (its data and models differ from the paper's)")
+    verdicts = [v for _, vs in sections for v in vs]
+    counts = {s: sum(v.status == s for v in verdicts) for s in ("PASS", "FAIL", "MISSING")}
+    ok = counts["FAIL"] == 0 and counts["MISSING"] == 0
+    lines = [f"Checker: {table} (preset {preset}, {seeds} seed(s) per cell)", f"Rule: {'; '.join(rule)}"]
+    for title, vs in sections:
+        lines.append(f"{title}:")
+        lines += [f"  {v.line()}" for v in vs]
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items())
+    lines.append(f"Summary: {summary} -> {'REPRODUCED' if ok else 'NOT REPRODUCED'}")
+    return ok, "\n".join(lines), verdicts

@@ -1,0 +1,190 @@
+"""Command line: the only place that reads argv and prints for humans.
+
+    python -m artifact TARGET [--preset P] [--seeds N] [--results DIR] [--data-root DIR] [--jobs N]
+                              [--only KEY=VALUE ...] [--device D] [--dry-run]
+    python -m artifact --list | check TARGET | status TARGET | data {check,synth} ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from artifact.config import PRESETS, ROOT, load_preset
+from artifact.errors import UserError
+
+COMMANDS = ("check", "status", "data")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, never the usage dump
+        raise UserError(f"{message} (see --help)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="reproduce.sh", description="Reproduce the tables of 'Like Oil and Water'.")
+    p.add_argument("target", nargs="?", help="table1..table12, figure1, all; or check/status TARGET")
+    p.add_argument("subtarget", nargs="?", help=argparse.SUPPRESS)
+    p.add_argument("--list", action="store_true", help="list targets with their job counts")
+    p.add_argument("--preset", default=os.environ.get("OILWATER_PRESET", "paper"), choices=PRESETS)
+    p.add_argument("--seeds", type=int, help="number of seeds (default: the preset's)")
+    p.add_argument("--results", default=os.environ.get("OILWATER_RESULTS", str(ROOT / "results")))
+    p.add_argument("--data-root", default=os.environ.get("OILWATER_DATA_ROOT", "/data"))
+    p.add_argument("--jobs", type=int, default=1, help="parallel local workers (one GPU each when several)")
+    p.add_argument("--only", action="append", default=[], metavar="KEY=VALUE", help="filter the grid")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--dry-run", action="store_true", help="show what would run; touch nothing")
+    return p
+
+
+def git_commit() -> str | None:
+    if os.environ.get("OILWATER_GIT_COMMIT"):
+        return os.environ["OILWATER_GIT_COMMIT"]
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return head + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def _targets(target: str) -> list[str]:
+    from artifact.grid import load_table, table_names
+
+    if target == "all":
+        return table_names()
+    load_table(target)  # validates the name
+    return [target]
+
+
+def _jobs(name: str, preset, args):
+    from artifact.grid import expand, filter_jobs, load_table
+
+    table = load_table(name)
+    return table, filter_jobs(expand(table, preset, args.seeds), args.only)
+
+
+def cmd_list(args) -> int:
+    from artifact.grid import expand, load_table, table_names
+
+    paper, tiny = load_preset("paper"), load_preset("tiny")
+    rows = []
+    for name in table_names():
+        t = load_table(name)
+        rows.append(f"  {name:<9} {len(expand(t, paper)):>4} jobs (paper) {len(expand(t, tiny)):>4} (tiny)  "
+                    f"{t.description}")
+    print("Targets (all = every target):")
+    print("\n".join(rows))
+    return 0
+
+
+def _summaries(names, preset, args, store) -> bool:
+    """Aggregate, print and check every table in `names`; True when all reproduce."""
+    from artifact import check, report
+
+    ok_all = True
+    out_dir = store.root / "tables" / args.preset
+    for name in names:
+        table, jobs = _jobs(name, preset, args)
+        n_seeds = args.seeds if args.seeds is not None else preset.seeds
+        agg = report.aggregate(table, report.collect(table, jobs, store), n_seeds)
+        md, _ = report.write_outputs(table, agg, out_dir, args.preset)
+        print(f"\n{table.title}\n(preset {args.preset}; mean ± std over seeds, ddof=1)\n")
+        print(report.render(table, agg))
+        ok, text, _ = check.run_checks(name, agg, preset.check, args.preset)
+        from artifact.store import atomic_write_text
+
+        atomic_write_text(out_dir / f"{name}.check.txt", text + "\n")
+        print(f"\n{text}\n(written: {md}, {md.with_suffix('.csv')}, {out_dir / (name + '.check.txt')})")
+        ok_all &= ok
+    return ok_all
+
+
+def cmd_run(args) -> int:
+    from artifact.executors.local import run_local
+    from artifact.store import Store
+    from artifact.train import auto_device
+
+    names = _targets(args.target)
+    preset = load_preset(args.preset)
+    store = Store(args.results)
+    jobs, seen = [], set()
+    for name in names:
+        for j in _jobs(name, preset, args)[1]:
+            if j.id not in seen:
+                seen.add(j.id)
+                jobs.append(j)
+    done = sum(store.is_done(j.id) for j in jobs)
+    if args.dry_run:
+        shared = len({j.share_key for j in jobs})
+        print(f"{args.target} (preset {args.preset}): {len(jobs)} jobs, {done} done, {len(jobs) - done} to run, "
+              f"{shared} shared identification stages; results in {store.root}")
+        return 0
+    device = auto_device() if args.device == "auto" else args.device
+    rt = {"device": device, "deterministic": not device.startswith("cuda"), "threads": 0}
+    print(f"{args.target}: {len(jobs)} jobs at preset {args.preset} ({done} already done) on {device}, "
+          f"{args.jobs} worker(s); results in {store.root}", file=sys.stderr)
+    data_root = args.data_root if Path(args.data_root).exists() else args.data_root
+    statuses = run_local(jobs, store, rt, args.jobs, data_root, git_commit())
+    failed = [s for s in statuses if s["status"] == "failed"]
+    ok = _summaries(names, preset, args, store)
+    for s in failed:
+        print(f"FAILED {s['job']}: {s['error']} (log: {s.get('log')})", file=sys.stderr)
+    return 0 if ok and not failed else 1
+
+
+def cmd_check(args) -> int:
+    from artifact.store import Store
+
+    if not args.subtarget:
+        raise UserError("check needs a target, e.g. reproduce.sh check table2")
+    args.target = args.subtarget
+    return 0 if _summaries(_targets(args.target), load_preset(args.preset), args, Store(args.results)) else 1
+
+
+def cmd_status(args) -> int:
+    from artifact.store import Store
+
+    if not args.subtarget:
+        raise UserError("status needs a target, e.g. reproduce.sh status table2")
+    store = Store(args.results)
+    preset = load_preset(args.preset)
+    for name in _targets(args.subtarget):
+        _, jobs = _jobs(name, preset, args)
+        states = {"done": 0, "failed": 0, "pending": 0}
+        for j in jobs:
+            state = "done" if store.is_done(j.id) else (
+                "failed" if (store.job_dir(j.id) / "error.txt").is_file() else "pending")
+            states[state] += 1
+        print(f"{name} (preset {args.preset}): " + ", ".join(f"{n} {s}" for s, n in states.items()))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        if argv[:1] == ["data"]:
+            from artifact.data.tools import main as data_main
+
+            return data_main(argv[1:])
+        args = _parser().parse_args(argv)
+        if args.list:
+            return cmd_list(args)
+        if not args.target:
+            raise UserError("no target given (valid: table1..table12, figure1, all, --list, check, status, data)")
+        if args.target in ("check", "status"):
+            return {"check": cmd_check, "status": cmd_status}[args.target](args)
+        if args.subtarget:
+            raise UserError(f"unexpected argument {args.subtarget!r} after target {args.target!r}")
+        return cmd_run(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished jobs are kept; rerun the same command to finish the rest", file=sys.stderr)
+        return 130

@@ -1,0 +1,165 @@
+"""Table config x preset -> list of jobs (a pure function; no I/O beyond reading the YAML).
+
+A table config names the paper's layout (`rows`, `metrics`) and its grid: a list of blocks, each a
+mapping from an axis to a value or a list of values. Axes are `method`, `dataset`, `attack`, `case`,
+or a dotted override of a resolved section (`method.upweight`, `attack.rate`, `model.arch`, ...).
+The preset supplies everything else; `seed` (the replicate index) is added from the preset's count.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from artifact.attacks import ATTACKS
+from artifact.config import CONFIG_DIR, DatasetCfg, ModelCfg, Preset, build, read_yaml
+from artifact.errors import UserError
+from artifact.methods import METHODS
+from artifact.store import content_hash
+
+CORE_AXES = ("method", "dataset", "attack", "case")
+SECTIONS = ("method", "attack", "model", "dataset")
+
+
+@dataclass(frozen=True)
+class TableCfg:
+    name: str
+    title: str
+    description: str
+    rows: tuple[str, ...]
+    metrics: tuple[str, ...]
+    grid: tuple[dict, ...]
+    headers: dict = field(default_factory=dict)  # metric -> column header (default: upper-case name)
+    kind: str = "table"  # table | figure
+
+
+@dataclass(frozen=True)
+class Job:
+    labels: dict  # the table's axis values for this job, plus seed
+    cfg: dict  # the full resolved config (what is hashed)
+
+    @property
+    def id(self) -> str:
+        return content_hash(self.cfg)
+
+    @property
+    def share_key(self) -> str:
+        """Jobs that differ only in the case share their preparation stages."""
+        return content_hash({k: v for k, v in self.cfg.items() if k != "case"})
+
+
+def table_names(config_dir: Path = CONFIG_DIR) -> list[str]:
+    names = [p.stem for p in config_dir.glob("*.yaml") if p.stem.startswith(("table", "figure"))]
+    return sorted(names, key=lambda n: (n.startswith("figure"), len(n), n))
+
+
+def load_table(name: str, config_dir: Path = CONFIG_DIR) -> TableCfg:
+    valid = table_names(config_dir)
+    if name not in valid:
+        raise UserError(f"unknown target {name!r} (valid: {', '.join([*valid, 'all'])})")
+    path = config_dir / f"{name}.yaml"
+    data = read_yaml(path)
+    data.setdefault("name", name)
+    table = build(TableCfg, data, str(path))
+    for i, block in enumerate(table.grid):
+        if not isinstance(block, dict):
+            raise UserError(f"{path}: grid[{i}]: expected a mapping of axis -> value(s)")
+        for axis in block:
+            if axis not in CORE_AXES and axis.split(".")[0] not in SECTIONS:
+                raise UserError(f"{path}: grid[{i}].{axis}: unknown axis (valid: {', '.join(CORE_AXES)} "
+                                "or a dotted key under method., attack., model., dataset.)")
+        for axis in CORE_AXES:
+            if axis not in block and not (axis == "case"):
+                raise UserError(f"{path}: grid[{i}].{axis}: required axis missing")
+    return table
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in (over or {}).items():
+        out[k] = _merge(out.get(k, {}), v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _section(preset_section: dict, name: str, dataset: str, where: str) -> dict:
+    if name not in preset_section:
+        raise UserError(f"{where}: no entry for {name!r} in the preset (valid: {', '.join(preset_section)})")
+    params = dict(preset_section[name] or {})
+    by_dataset = params.pop("by_dataset", {}) or {}
+    return _merge(params, by_dataset.get(dataset, {}))
+
+
+def _set_dotted(tree: dict, path: list[str], value, where: str) -> None:
+    for key in path[:-1]:
+        node = tree.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise UserError(f"{where}: cannot set {'.'.join(path)}: {key} is not a section")
+        tree = node
+    tree[path[-1]] = value
+
+
+def resolve(point: dict, preset: Preset, where: str) -> dict:
+    """One grid point (axes -> single values) -> the full resolved job config."""
+    dataset = point["dataset"]
+    if dataset not in preset.datasets:
+        raise UserError(f"{where}: dataset {dataset!r} has no entry in the preset (valid: {', '.join(preset.datasets)})")
+    method = METHODS.get_or_fail(point["method"], f"{where}: method")
+    attack = ATTACKS.get_or_fail(point["attack"], f"{where}: attack")
+    case = point.get("case", "standard")
+    if case not in method.cases:
+        raise UserError(f"{where}: method {point['method']!r} has no case {case!r} (valid: {', '.join(method.cases)})")
+    raw = {
+        "dataset": dict(preset.datasets[dataset]),
+        "model": dict(preset.model.get(dataset, preset.model.get("default", {}))),
+        "attack": {} if point["attack"] == "none" else _section(preset.attacks, point["attack"], dataset, where),
+        "method": _section(preset.methods, point["method"], dataset, where),
+    }
+    for axis, value in point.items():
+        if "." in axis:
+            section, *path = axis.split(".")
+            _set_dotted(raw[section], path, value, f"{where}.{axis}")
+    return {
+        "dataset": asdict(build(DatasetCfg, raw["dataset"], f"{where}: dataset")),
+        "model": asdict(build(ModelCfg, raw["model"], f"{where}: model")),
+        "attack": {"name": point["attack"], "params": asdict(build(attack.Params, raw["attack"], f"{where}: attack"))},
+        "method": {"name": point["method"], "params": asdict(build(method.Params, raw["method"], f"{where}: method"))},
+        "case": case,
+        "seed": point["seed"],
+    }
+
+
+def expand(table: TableCfg, preset: Preset, seeds: int | None = None) -> list[Job]:
+    """All jobs of `table` under `preset`, in grid order, seed innermost."""
+    n_seeds = seeds if seeds is not None else preset.seeds
+    replaced = preset.tables.get(table.name, {}) or {}
+    jobs, seen = [], set()
+    for i, block in enumerate(table.grid):
+        block = {**block, **{k: v for k, v in replaced.items() if k in block}}
+        axes = list(block)
+        values = [v if isinstance(v, list) else [v] for v in block.values()]
+        for combo in itertools.product(*values):
+            point = dict(zip(axes, combo, strict=True))
+            point.setdefault("case", "standard")
+            for seed in range(n_seeds):
+                cfg = resolve({**point, "seed": seed}, preset, f"configs/{table.name}.yaml: grid[{i}]")
+                job = Job(labels={**point, "seed": seed}, cfg=cfg)
+                if job.id not in seen:
+                    seen.add(job.id)
+                    jobs.append(job)
+    return jobs
+
+
+def filter_jobs(jobs: list[Job], only: list[str]) -> list[Job]:
+    """Keep jobs whose labels match every `key=value` in `only` (values compared as strings)."""
+    wanted = []
+    for item in only:
+        if "=" not in item:
+            raise UserError(f"--only {item!r}: expected key=value, e.g. --only case=ideal")
+        wanted.append(tuple(item.split("=", 1)))
+    keys = {k for j in jobs for k in j.labels}
+    for k, _ in wanted:
+        if k not in keys:
+            raise UserError(f"--only {k}=...: unknown key (valid: {', '.join(sorted(keys))})")
+    return [j for j in jobs if all(str(j.labels.get(k)) == v for k, v in wanted)]

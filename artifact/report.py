@@ -1,0 +1,101 @@
+"""Results -> tables: mean ± std over seeds (ddof = 1), in the paper's layout, as Markdown and CSV.
+
+Tables are always rebuilt from the result files; a cell with no finished seed prints MISSING and a
+partial one says how many seeds it has.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tabulate import tabulate
+
+from artifact.store import atomic_write_text
+
+CATEGORICAL = ("method", "dataset", "attack", "case")
+
+
+def metric_value(metrics: dict, path: str):
+    node = metrics
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def collect(table, jobs, store) -> pd.DataFrame:
+    """One row per job: its row labels, seed, and each metric of the table (NaN when not finished)."""
+    records = []
+    for job in jobs:
+        result = store.load_result(job.id)
+        row = {k: job.labels[k] for k in table.rows}
+        row["seed"] = job.labels["seed"]
+        for m in table.metrics:
+            v = metric_value(result["metrics"], m) if result else None
+            row[m] = float(v) if v is not None else math.nan
+        records.append(row)
+    return pd.DataFrame.from_records(records, columns=[*table.rows, "seed", *table.metrics])
+
+
+def aggregate(table, df: pd.DataFrame, n_seeds: int) -> pd.DataFrame:
+    """Long format: row labels, metric, mean, std (ddof=1; NaN with one seed), n, n_expected."""
+    out = []
+    keys = list(dict.fromkeys(tuple(r) for r in df[list(table.rows)].itertuples(index=False)))
+    for key in keys:
+        mask = np.logical_and.reduce([df[c] == v for c, v in zip(table.rows, key, strict=True)])
+        block = df[mask]
+        for m in table.metrics:
+            vals = block[m].dropna()
+            out.append({
+                **dict(zip(table.rows, key, strict=True)),
+                "metric": m,
+                "mean": float(vals.mean()) if len(vals) else math.nan,
+                "std": float(vals.std(ddof=1)) if len(vals) > 1 else math.nan,
+                "n": len(vals),
+                "n_expected": n_seeds,
+            })
+    return pd.DataFrame(out)
+
+
+def fmt_cell(mean: float, std: float, n: int, n_expected: int) -> str:
+    if n == 0:
+        return "MISSING"
+    text = f"{mean:.1f}" if math.isnan(std) else f"{mean:.1f} ± {std:.1f}"
+    return text if n == n_expected else f"{text} ({n}/{n_expected} seeds)"
+
+
+def _label(col: str, value) -> str:
+    return str(value).upper() if col in CATEGORICAL else str(value)
+
+
+def render(table, agg: pd.DataFrame, tablefmt: str = "github") -> str:
+    """The paper's layout: one line per row key, repeated leading labels left blank, metrics as columns."""
+    lines, prev = [], None
+    for key, block in agg.groupby(list(table.rows), sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        labels = [_label(c, v) for c, v in zip(table.rows, key, strict=True)]
+        shown = list(labels)
+        if prev is not None:
+            for i, (a, b) in enumerate(zip(labels, prev, strict=True)):
+                if a != b:
+                    break
+                shown[i] = ""
+        prev = labels
+        cells = {r.metric: fmt_cell(r.mean, r.std, r.n, r.n_expected) for r in block.itertuples()}
+        lines.append([*shown, *(cells[m] for m in table.metrics)])
+    headers = [c.upper() for c in table.rows] + [table.headers.get(m, m.upper()) for m in table.metrics]
+    return tabulate(lines, headers=headers, tablefmt=tablefmt, disable_numparse=True)
+
+
+def write_outputs(table, agg: pd.DataFrame, out_dir: Path, preset: str) -> tuple[Path, Path]:
+    """tables/<preset>/<table>.md (title + table) and .csv (the long format the checker reads)."""
+    md = out_dir / f"{table.name}.md"
+    csv = out_dir / f"{table.name}.csv"
+    note = f"Preset `{preset}`; mean ± std over seeds (sample std, ddof = 1)."
+    atomic_write_text(md, f"{table.title}\n\n{note}\n\n{render(table, agg)}\n")
+    atomic_write_text(csv, agg.to_csv(index=False, float_format="%.4f"))
+    return md, csv
