@@ -92,8 +92,13 @@ def _summaries(names, preset, args, store) -> bool:
     for name in names:
         table, jobs = _jobs(name, preset, args)
         n_seeds = args.seeds if args.seeds is not None else preset.seeds
-        agg = report.aggregate(table, report.collect(table, jobs, store), n_seeds)
+        df = report.collect(table, jobs, store)
+        agg = report.aggregate(table, df, n_seeds)
         md, _ = report.write_outputs(table, agg, out_dir, args.preset)
+        if table.kind == "figure":
+            from artifact import figures
+
+            print(f"figure: {figures.render(table, jobs, store, out_dir)}")
         print(f"\n{table.title}\n(preset {args.preset}; mean ± std over seeds, ddof=1)\n")
         print(report.render(table, agg))
         ok, text, _ = check.run_checks(name, agg, preset.check, args.preset)

@@ -80,28 +80,41 @@ class Context:
         t = self.data.train
         return metrics.rate_by_role(flags, t.g, t.is_poison, self.data.lrg1, self.data.lrg2, self.data.hrg)
 
-    def fit_evaluate(self, cfg: TrainCfg, index: torch.Tensor | None = None, tag: str = "final") -> dict:
-        """Train a fresh model on train positions `index`, select the epoch by val WGA, test it.
+    def val_wga_select(self, epoch, model):
+        """JTT/group DRO model selection: the epoch with the best validation WGA (true groups)."""
+        val = self.split_metrics(model, "val")
+        return val["wga"], {"val_wga": val["wga"], "val_acc": val["acc"]}
 
-        Cached by the exact multiset of training positions, so cases whose training sets coincide
-        (e.g. worst = standard when every poison is already identified) train once.
+    def fit_evaluate(self, cfg: TrainCfg, index: torch.Tensor | None = None, tag: str = "final", *,
+                     loss_fn=None, select=None, key_extra: dict | None = None, keep_model: bool = False) -> dict:
+        """Train a fresh model on train positions `index`, select its epoch, test it.
+
+        Cached by the exact multiset of training positions (plus `key_extra`, which must describe any
+        `loss_fn`/`select` given), so cases whose training sets coincide (e.g. worst = standard when
+        every poison is already identified) train once. `keep_model` also stores the selected weights
+        (returned under "state_dict") for defenses that inspect the trained model.
         """
         train_split = self.data.train
         index = torch.arange(len(train_split)) if index is None else index
-        key = {"train": asdict(cfg), "tag": tag, "index": index_digest(index.sort().values)}
+        key = {"train": asdict(cfg), "tag": tag, "index": index_digest(index.sort().values),
+               "extra": key_extra or {}, "keep_model": keep_model}
 
         def compute():
             model = self.new_model(tag)
-
-            def select(epoch, m):
-                val = self.split_metrics(m, "val")
-                return val["wga"], {"val_wga": val["wga"], "val_acc": val["acc"]}
-
-            out = train(model, train_split, cfg, self.seed(tag, cfg), self.rt, index=index, select=select)
-            return {**self.evaluate(model), "best_epoch": out["best_epoch"], "history": out["history"],
-                    "train_size": len(index)}
+            out = train(model, train_split, cfg, self.seed(tag, cfg), self.rt, index=index,
+                        select=select or self.val_wga_select, loss_fn=loss_fn)
+            result = {**self.evaluate(model), "best_epoch": out["best_epoch"], "history": out["history"],
+                      "train_size": len(index)}
+            if keep_model:
+                result["state_dict"] = {k: v.cpu() for k, v in model.state_dict().items()}
+            return result
 
         return dict(self.stage("fit", key, compute))
+
+    def load_model(self, state_dict: dict, tag: str = "final"):
+        model = self.new_model(tag)
+        model.load_state_dict(state_dict)
+        return model
 
 
 def environment(git: str | None = None) -> dict:

@@ -1,5 +1,8 @@
 """Name -> object registries keyed by the names the configs use."""
 
+import importlib
+import pkgutil
+
 from artifact.errors import UserError
 
 
@@ -22,3 +25,10 @@ class Registry(dict):
             at = f"{where}: " if where else ""
             raise UserError(f"{at}unknown {self.kind} {name!r} (valid: {', '.join(sorted(self))})")
         return self[name]
+
+
+def import_all(package_name: str, package_path) -> None:
+    """Import every module of a package, so that each registers itself: adding a method is one file."""
+    for info in pkgutil.iter_modules(package_path):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{package_name}.{info.name}")

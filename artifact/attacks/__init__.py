@@ -1,4 +1,4 @@
-"""Poisoning attacks, keyed by the names the configs use.
+"""Poisoning attacks, keyed by the names the configs use (one module per attack).
 
 Each attack module registers an object with:
 - `Params`: a frozen dataclass of its settings (validated from the preset/table config);
@@ -7,8 +7,7 @@ Each attack module registers an object with:
 - `needs_reference`: True when ASR is measured against a clean model (SA), supplied as `reference`.
 """
 
-from artifact.registry import Registry
+from artifact.registry import Registry, import_all
 
 ATTACKS = Registry("attack")
-
-from artifact.attacks import clean, dlbd  # noqa: E402,F401
+import_all(__name__, __path__)

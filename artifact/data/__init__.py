@@ -1,8 +1,8 @@
 """Datasets: every loader returns a `GroupData` of uint8 images at model resolution."""
 
 from artifact.data.base import DATASETS, GroupData, Images, Split, load_dataset
+from artifact.registry import import_all
 
 __all__ = ["DATASETS", "GroupData", "Images", "Split", "load_dataset"]
 
-# Loaders register themselves on import.
-from artifact.data import synthetic  # noqa: E402,F401
+import_all(__name__, __path__)

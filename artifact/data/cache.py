@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torchvision.transforms.functional as TF
 from PIL import Image
 
 from artifact.errors import UserError
@@ -38,7 +37,9 @@ class Transform:
 
     `resize-crop` (Waterbirds, group_DRO/JTT/WILDS): Resize((R, R)) with R = round(S*256/224), then
     CenterCrop(S). `crop-resize` (CelebA): CenterCrop of the short side (= CenterCrop(178) on the real
-    178x218 images), then Resize((S, S)). Bilinear, as torchvision's default on PIL images.
+    178x218 images), then Resize((S, S)). Written with PIL calls that are exactly what torchvision's
+    functional resize/center_crop do on PIL images (tested against them), to keep torchvision's import
+    time out of the data path.
     """
 
     kind: str
@@ -52,11 +53,17 @@ class Transform:
         s = self.size
         if self.kind == "resize-crop":
             r = round(s * 256 / 224)
-            return TF.center_crop(TF.resize(img, [r, r]), [s, s])
+            return _center_crop(img.resize((r, r), Image.BILINEAR), s)
         if self.kind == "crop-resize":
-            side = min(img.size)
-            return TF.resize(TF.center_crop(img, [side, side]), [s, s])
+            return _center_crop(img, min(img.size)).resize((s, s), Image.BILINEAR)
         raise ValueError(f"unknown transform {self.kind!r}")
+
+
+def _center_crop(img: Image.Image, side: int) -> Image.Image:
+    """torchvision's center_crop rounding; never called with a crop larger than the image."""
+    w, h = img.size
+    top, left = int(round((h - side) / 2.0)), int(round((w - side) / 2.0))
+    return img.crop((left, top, left + side, top + side))
 
 
 def resize_crop(size: int) -> Transform:

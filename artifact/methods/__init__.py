@@ -1,4 +1,4 @@
-"""Training methods, keyed by the names the configs use.
+"""Training methods, keyed by the names the configs use (one module per method).
 
 Each method module registers an object with:
 - `Params`: a frozen dataclass of its settings;
@@ -7,8 +7,7 @@ Each method module registers an object with:
 - `run(ctx, params, case) -> dict`: the job's metrics.
 """
 
-from artifact.registry import Registry
+from artifact.registry import Registry, import_all
 
 METHODS = Registry("method")
-
-from artifact.methods import erm, jtt  # noqa: E402,F401
+import_all(__name__, __path__)
