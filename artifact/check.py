@@ -13,6 +13,7 @@ The rule, in one place:
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,12 @@ import yaml
 
 from artifact.errors import UserError
 
-EXPECTED_DIR = Path(__file__).resolve().parent.parent / "expected_results"
+
+def expected_dir() -> Path:
+    """expected_results/ of the checkout, or OILWATER_EXPECTED (for tests and a researcher's own claims)."""
+    return Path(os.environ.get("OILWATER_EXPECTED", Path(__file__).resolve().parent.parent / "expected_results"))
+
+
 OPS = {">=": lambda d, v: d >= v, "<=": lambda d, v: d <= v, "abs<=": lambda d, v: abs(d) <= v}
 
 
@@ -48,8 +54,9 @@ def _select(agg: pd.DataFrame, labels: dict) -> pd.DataFrame:
     return agg[mask]
 
 
-def load_expected(table: str, expected_dir: Path = EXPECTED_DIR) -> tuple[pd.DataFrame | None, list[dict]]:
-    csv, claims = expected_dir / f"{table}.csv", expected_dir / f"{table}.claims.yaml"
+def load_expected(table: str, where: Path | None = None) -> tuple[pd.DataFrame | None, list[dict]]:
+    where = where or expected_dir()
+    csv, claims = where / f"{table}.csv", where / f"{table}.claims.yaml"
     numbers = pd.read_csv(csv) if csv.is_file() else None
     items = []
     if claims.is_file():
@@ -136,9 +143,9 @@ def _describe(c: dict) -> str:
     return f"{side(c['left'])} − {side(c['right'])}" if c.get("right") else side(c["left"])
 
 
-def run_checks(table: str, agg: pd.DataFrame, check_cfg, preset: str, expected_dir: Path = EXPECTED_DIR):
+def run_checks(table: str, agg: pd.DataFrame, check_cfg, preset: str, where: Path | None = None):
     """All verdicts and the report text; `ok` is False on any FAIL or MISSING."""
-    expected, claims = load_expected(table, expected_dir)
+    expected, claims = load_expected(table, where)
     seeds = int(agg["n_expected"].max()) if len(agg) else 0
     sections = [("Completeness and sanity", sanity(agg))]
     rule = []

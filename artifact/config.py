@@ -7,6 +7,7 @@ of each section is built from it with `build`, which rejects unknown keys and wr
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,7 +18,13 @@ import yaml
 from artifact.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIG_DIR = ROOT / "configs"
+
+
+def config_dir() -> Path:
+    """configs/ of the checkout, or OILWATER_CONFIGS (a researcher's own table and preset files)."""
+    return Path(os.environ.get("OILWATER_CONFIGS", ROOT / "configs"))
+
+
 PRESETS = ("paper", "quick", "tiny", "smoke")
 
 
@@ -154,8 +161,8 @@ class Preset:
     tables: dict = field(default_factory=dict)  # table -> {axis: values} replacing a table's axis values
 
 
-def load_preset(name: str, config_dir: Path = CONFIG_DIR) -> Preset:
+def load_preset(name: str, configs: Path | None = None) -> Preset:
     if name not in PRESETS:
         raise UserError(f"unknown preset {name!r} (valid: {', '.join(PRESETS)})")
-    path = config_dir / "presets" / f"{name}.yaml"
+    path = (configs or config_dir()) / "presets" / f"{name}.yaml"
     return build(Preset, read_yaml(path), str(path))

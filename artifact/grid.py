@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from artifact.attacks import ATTACKS
-from artifact.config import CONFIG_DIR, DatasetCfg, ModelCfg, Preset, build, read_yaml
+from artifact.config import DatasetCfg, ModelCfg, Preset, build, config_dir, read_yaml
 from artifact.errors import UserError
 from artifact.methods import METHODS
 from artifact.store import content_hash
@@ -50,16 +50,17 @@ class Job:
         return content_hash({k: v for k, v in self.cfg.items() if k != "case"})
 
 
-def table_names(config_dir: Path = CONFIG_DIR) -> list[str]:
-    names = [p.stem for p in config_dir.glob("*.yaml") if p.stem.startswith(("table", "figure"))]
+def table_names(configs: Path | None = None) -> list[str]:
+    names = [p.stem for p in (configs or config_dir()).glob("*.yaml") if p.stem.startswith(("table", "figure"))]
     return sorted(names, key=lambda n: (n.startswith("figure"), len(n), n))
 
 
-def load_table(name: str, config_dir: Path = CONFIG_DIR) -> TableCfg:
-    valid = table_names(config_dir)
+def load_table(name: str, configs: Path | None = None) -> TableCfg:
+    configs = configs or config_dir()
+    valid = table_names(configs)
     if name not in valid:
         raise UserError(f"unknown target {name!r} (valid: {', '.join([*valid, 'all'])})")
-    path = config_dir / f"{name}.yaml"
+    path = configs / f"{name}.yaml"
     data = read_yaml(path)
     data.setdefault("name", name)
     table = build(TableCfg, data, str(path))
