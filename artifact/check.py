@@ -74,7 +74,7 @@ def sanity(agg: pd.DataFrame) -> list[Verdict]:
     """Every cell has all its seeds and a finite value within [-100, 100]."""
     out = []
     for r in agg.itertuples():
-        labels = " ".join(str(getattr(r, c)) for c in agg.columns[: list(agg.columns).index("metric")])
+        labels = " ".join(str(v) for v in r[1 : 1 + list(agg.columns).index("metric")])  # dotted names: by position
         what = f"{labels} {r.metric}"
         if r.n < r.n_expected:
             out.append(Verdict("MISSING", what, f"{r.n}/{r.n_expected} seeds finished"))

@@ -56,7 +56,14 @@ class Context:
                                                               else t for t in tags])
 
     def stage(self, kind: str, extra: dict, compute):
-        return self.store.stage(kind, {**self.base_key, "model": self.cfg["model"], **extra}, compute)
+        return self.store.stage(kind, self._stage_key(extra), compute)
+
+    def _stage_key(self, extra: dict) -> dict:
+        return {**self.base_key, "model": self.cfg["model"], **extra}
+
+    def stage_path(self, kind: str, extra: dict):
+        """Where stage `kind` lives; a long stage keeps its resumable partial state beside it (FL rounds)."""
+        return self.store.stage_path(kind, self._stage_key(extra))
 
     def new_model(self, tag: str):
         torch.manual_seed(self.seed("init", tag))
