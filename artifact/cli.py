@@ -2,19 +2,22 @@
 
     python -m artifact TARGET [--preset P] [--seeds N] [--results DIR] [--data-root DIR] [--jobs N]
                               [--only KEY=VALUE ...] [--device D] [--dry-run]
+                              [--executor local|slurm] [--cluster-config F] [--cluster-set KEY=VALUE ...]
     python -m artifact --list | check TARGET | status TARGET | data {check,synth} ...
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from artifact.config import PRESETS, ROOT, load_preset
 from artifact.errors import UserError
+from artifact.store import canonical
 
 COMMANDS = ("check", "status", "data")
 
@@ -37,6 +40,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--only", action="append", default=[], metavar="KEY=VALUE", help="filter the grid")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--dry-run", action="store_true", help="show what would run; touch nothing")
+    p.add_argument("--allow-count-mismatch", action="store_true",
+                   help="accept real data whose per-group counts differ from the official release")
+    p.add_argument("--executor", choices=("local", "slurm"), default=os.environ.get("OILWATER_EXECUTOR", "local"),
+                   help="local: this machine (--jobs workers); slurm: submitit job arrays (docs/slurm.md)")
+    p.add_argument("--cluster-config", help="SLURM settings file (default: configs/cluster.yaml)")
+    p.add_argument("--cluster-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a configs/cluster.yaml key, e.g. --cluster-set partition=gpu")
     return p
 
 
@@ -110,13 +120,42 @@ def _summaries(names, preset, args, store) -> bool:
     return ok_all
 
 
+def _preset(args):
+    preset = load_preset(args.preset)
+    if getattr(args, "allow_count_mismatch", False):
+        datasets = {k: {**v, "allow_count_mismatch": True} for k, v in preset.datasets.items()}
+        preset = dataclasses.replace(preset, datasets=datasets)
+    return preset
+
+
+def preflight(jobs, data_root: str) -> None:
+    """Fail in one line before launching anything: missing weights, missing or malformed data.
+
+    Loading a real dataset here also builds its decoded-image cache once, which the workers then map.
+    """
+    from artifact.config import DatasetCfg, ModelCfg, build
+    from artifact.data import load_dataset
+    from artifact.models import WEIGHT_FILES, weight_path
+
+    for model in {canonical(j.cfg["model"]) for j in jobs}:
+        cfg = build(ModelCfg, json.loads(model), "model")
+        if cfg.pretrained and cfg.arch in WEIGHT_FILES and not weight_path(cfg.arch).is_file():
+            raise UserError(f"pretrained {cfg.arch} weights not found at {weight_path(cfg.arch)}; download "
+                            f"https://download.pytorch.org/models/{WEIGHT_FILES[cfg.arch]} there "
+                            "(the Docker image has them), or use --preset tiny")
+    for dataset in {canonical(j.cfg["dataset"]) for j in jobs}:
+        cfg = build(DatasetCfg, json.loads(dataset), "dataset")
+        if not cfg.name.startswith("synth"):
+            load_dataset(cfg, data_root)
+
+
 def cmd_run(args) -> int:
     from artifact.executors.local import run_local
     from artifact.store import Store
     from artifact.train import auto_device
 
     names = _targets(args.target)
-    preset = load_preset(args.preset)
+    preset = _preset(args)
     store = Store(args.results)
     jobs, seen = [], set()
     for name in names:
@@ -130,12 +169,30 @@ def cmd_run(args) -> int:
         print(f"{args.target} (preset {args.preset}): {len(jobs)} jobs, {done} done, {len(jobs) - done} to run, "
               f"{shared} shared identification stages; results in {store.root}")
         return 0
+    data_root = args.data_root
+    preflight([j for j in jobs if not store.is_done(j.id)], data_root)
+    if args.executor == "slurm":
+        from artifact.executors.slurm import load_cluster, run_slurm
+
+        print(f"{args.target}: {len(jobs)} jobs at preset {args.preset} ({done} already done) on SLURM; "
+              f"results in {store.root}", file=sys.stderr)
+        # The device is resolved inside each task (auto: the task's GPU if it has one).
+        statuses = run_slurm(jobs, store, {"device": args.device, "threads": 0},
+                             load_cluster(args.cluster_config, args.cluster_set), data_root, git_commit())
+        if statuses is None:
+            print(f"submitted; follow with `reproduce.sh status {args.target}`, then `reproduce.sh check {args.target}`",
+                  file=sys.stderr)
+            return 0
+        return _finish(names, preset, args, store, statuses)
     device = auto_device() if args.device == "auto" else args.device
     rt = {"device": device, "deterministic": not device.startswith("cuda"), "threads": 0}
     print(f"{args.target}: {len(jobs)} jobs at preset {args.preset} ({done} already done) on {device}, "
           f"{args.jobs} worker(s); results in {store.root}", file=sys.stderr)
-    data_root = args.data_root if Path(args.data_root).exists() else args.data_root
     statuses = run_local(jobs, store, rt, args.jobs, data_root, git_commit())
+    return _finish(names, preset, args, store, statuses)
+
+
+def _finish(names, preset, args, store, statuses) -> int:
     failed = [s for s in statuses if s["status"] == "failed"]
     ok = _summaries(names, preset, args, store)
     for s in failed:
@@ -149,7 +206,7 @@ def cmd_check(args) -> int:
     if not args.subtarget:
         raise UserError("check needs a target, e.g. reproduce.sh check table2")
     args.target = args.subtarget
-    return 0 if _summaries(_targets(args.target), load_preset(args.preset), args, Store(args.results)) else 1
+    return 0 if _summaries(_targets(args.target), _preset(args), args, Store(args.results)) else 1
 
 
 def cmd_status(args) -> int:
@@ -158,7 +215,7 @@ def cmd_status(args) -> int:
     if not args.subtarget:
         raise UserError("status needs a target, e.g. reproduce.sh status table2")
     store = Store(args.results)
-    preset = load_preset(args.preset)
+    preset = _preset(args)
     for name in _targets(args.subtarget):
         _, jobs = _jobs(name, preset, args)
         states = {"done": 0, "failed": 0, "pending": 0}
