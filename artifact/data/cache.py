@@ -3,8 +3,9 @@
 Real datasets are JPEG folders at varying resolutions. Decoding 200k CelebA images takes minutes, so
 each (dataset layout, metadata content, transform, size, selected files) is turned into one
 `[N, 3, S, S]` uint8 `.npy` under `$OILWATER_CACHE/data` (default `~/.cache/oilwater/data`). The file
-is written under a temporary name and renamed, so an interrupted run never leaves a half-written
-cache, and concurrent workers at worst both write the same bytes. Loads use `mmap_mode="c"`
+is built under a file lock (concurrent workers wait for the first instead of all decoding) and
+written under a temporary name then renamed, so an interrupted run never leaves a half-written
+cache. Loads use `mmap_mode="c"`
 (copy-on-write), so the OS page cache is shared between worker processes and nothing is decoded.
 """
 
@@ -14,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import os
+import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ import torch
 from PIL import Image
 
 from artifact.errors import UserError
+from artifact.store import file_lock
 
 # Bump when decoding or a transform changes meaning, so stale caches are never reused.
 CACHE_FORMAT = "1"
@@ -117,7 +120,7 @@ def _decode_into(out: np.ndarray, paths: Sequence[Path], transform: Transform) -
             one(i)
         return
     with ThreadPoolExecutor(n_workers) as pool:
-        for _ in pool.map(one, range(len(paths)), chunksize=64):
+        for _ in pool.map(one, range(len(paths))):  # re-raises the first worker error here
             pass
 
 
@@ -136,13 +139,25 @@ def cached_images(label: str, key_parts: dict, paths: Sequence[Path], transform:
     shape = (len(paths), 3, transform.size, transform.size)
     if not paths:
         return torch.empty(shape, dtype=torch.uint8)
-    if path.is_file():
-        with contextlib.suppress(ValueError, OSError):
-            arr = np.load(path, mmap_mode="c")
-            if arr.shape == shape and arr.dtype == np.uint8:
-                return torch.from_numpy(arr)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
+    cached = _open(path, shape)
+    if cached is not None:
+        return cached
+    try:
+        with file_lock(path.with_name(f".{path.name}.lock")):
+            if _open(path, shape) is None:  # else another worker built it while we waited
+                _build(path, shape, paths, transform)
+    except OSError as e:
+        raise UserError(
+            f"cannot write the image cache {path} ({e.strerror or type(e).__name__}); "
+            "set OILWATER_CACHE to a writable folder with enough space"
+        ) from None
+    return _open(path, shape)
+
+
+def _build(path: Path, shape: tuple[int, ...], paths: Sequence[Path], transform: Transform) -> None:
+    """Decode into a temporary .npy beside `path`, then rename it into place."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp.npy")
+    os.close(fd)
     try:
         arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
         _decode_into(arr, paths, transform)
@@ -152,4 +167,14 @@ def cached_images(label: str, key_parts: dict, paths: Sequence[Path], transform:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-    return torch.from_numpy(np.load(path, mmap_mode="c"))
+
+
+def _open(path: Path, shape: tuple[int, ...]) -> torch.Tensor | None:
+    """The cached array, memory-mapped copy-on-write; None when absent or not what is expected."""
+    if not path.is_file():
+        return None
+    with contextlib.suppress(ValueError, OSError):
+        arr = np.load(path, mmap_mode="c")
+        if arr.shape == shape and arr.dtype == np.uint8:
+            return torch.from_numpy(arr)
+    return None

@@ -6,9 +6,10 @@ wants to see what a correct data root looks like. Images are the 32 px synthetic
 random non-square JPEG sizes (so the resize and crop code is exercised), and the first image of every
 folder is stored as grayscale (so `.convert('RGB')` is exercised).
 
-CelebA: the samples come from the registered "synth-celeba" generator when it exists; until then the
-Waterbirds renderer stands in (Blond_Hair = bird shape, Male = background) with CelebA's group
-proportions. The other 38 attributes are random -1/1.
+`scale` is the generator's own scale (1.0 = the embedded set the presets use). CelebA: the samples
+come from the registered "synth-celeba" generator; should it be absent, the Waterbirds renderer
+stands in directly (Blond_Hair = shape, Male = background) at 5 % of CelebA's counts. The other 38
+attributes are random -1/1.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ LOCATIONS = {
     "kaggle": "celeba-dataset",
 }
 LAYOUTS = {"waterbirds": ("group_dro", "wilds"), "celeba": ("original", "kaggle")}
-DEFAULT_SCALE = {"waterbirds": 1.0, "celeba": 0.01}
 WATERBIRDS_HEADER = ("img_id", "img_filename", "y", "split", "place", "place_filename")
 CELEBA_ATTRS = (
     "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose Black_Hair "
@@ -57,7 +57,7 @@ def synthetic_source(dataset: str, scale: float, seed: int) -> GroupData:
         return DATASETS["synth-celeba"](cfg, None)
     splits = {}
     for k, (name, counts) in enumerate(CELEBA_COUNTS.items()):
-        x, y, a = render_waterbirds(scaled_counts(counts, scale), RENDER_SIZE, np.random.default_rng([seed, k]))
+        x, y, a = render_waterbirds(scaled_counts(counts, 0.05 * scale), RENDER_SIZE, np.random.default_rng([seed, k]))
         splits[name] = Split.from_tensor(x, y, a)
     return GroupData("synth-celeba-fixture", **splits, mean=SYNTH_MEAN, std=SYNTH_STD, lrg1=3, lrg2=None, hrg=(0, 1, 2))
 
@@ -156,16 +156,15 @@ def write_celeba(data: GroupData, folder: Path, layout: str, seed: int) -> None:
 WRITERS = {"waterbirds": write_waterbirds, "celeba": write_celeba}
 
 
-def export(out: Path, dataset: str, layouts: tuple[str, ...] | None = None, scale: float | None = None,
+def export(out: Path, dataset: str, layouts: tuple[str, ...] | None = None, scale: float = 1.0,
            seed: int = 12345) -> dict[str, Path]:
     """Write `dataset` under `out` in each layout; returns layout -> folder. Existing folders are refused."""
     layouts = layouts or LAYOUTS[dataset]
     bad = [lay for lay in layouts if lay not in LAYOUTS[dataset]]
     if bad:
         raise UserError(f"--layout {bad[0]} is not a {dataset} layout (valid: {', '.join(LAYOUTS[dataset])})")
-    scale = DEFAULT_SCALE[dataset] if scale is None else scale
-    if not 0 < scale <= 1:
-        raise UserError(f"--scale must be in (0, 1], got {scale}")
+    if not scale > 0:
+        raise UserError(f"--scale must be > 0, got {scale}")
     data = synthetic_source(dataset, scale, seed)
     written = {}
     for layout in layouts:

@@ -36,7 +36,8 @@ def data_root(arg: str | os.PathLike | None = None) -> Path:
     root = Path(arg or os.environ.get("OILWATER_DATA_ROOT") or DEFAULT_ROOT).expanduser()
     if not root.is_dir():
         raise UserError(
-            f"data root {root} does not exist; pass --data-root DIR or set OILWATER_DATA_ROOT (see docs/data.md)"
+            f"data root {root} does not exist or is not a folder; "
+            "pass --data-root DIR or set OILWATER_DATA_ROOT (see docs/data.md)"
         )
     return root
 
@@ -135,7 +136,7 @@ def parse_codes(values, valid: dict[str, int], path: Path, lines: np.ndarray, co
     """Map string codes to ints; the first unknown one is reported with its file line."""
     raw = np.asarray(values, dtype=str)
     uniq, inverse = np.unique(np.char.strip(raw), return_inverse=True)
-    bad = [u for u in uniq if u not in valid]
+    bad = [str(u) for u in uniq if u not in valid]
     if bad:
         i = int(np.flatnonzero(np.char.strip(raw) == bad[0])[0])
         raise UserError(

@@ -1,9 +1,10 @@
 """Waterbirds from the user's data root, in the group_DRO/JTT or the WILDS layout.
 
 Both layouts are one `metadata.csv` (`img_id,img_filename,y,split,place,place_filename`) next to the
-CUB class folders; only the folder name differs. Searched, in this order, in the data root itself,
-in each subfolder and in each `<subfolder>/data/` (group_DRO's `cub/data/`): first
-`waterbird_complete95_forest2water2/` (group_DRO, JTT), then `waterbirds_v1.0/` (WILDS). Groups are
+CUB class folders; only the folder name differs. Searched for in the data root itself (or the root is
+the folder), in each subfolder and in each `<subfolder>/data/` (group_DRO's `cub/data/`); a
+`waterbird_complete95_forest2water2/` (group_DRO, JTT) wins over a `waterbirds_v1.0/` (WILDS), and
+within a layout the shallowest, then alphabetically first, wins. Groups are
 g = 2*y + place; split codes 0/1/2 are train/val/test; preprocessing is group_DRO's Resize((256, 256)),
 CenterCrop(224), generalised to the configured size.
 """
@@ -42,7 +43,8 @@ def find(root: Path) -> list[tuple[Path, str]]:
     found = [(root, FOLDERS[root.name])] if root.name in FOLDERS else []
     for parent in candidate_dirs(root):
         found += [(parent / name, layout) for name, layout in FOLDERS.items() if (parent / name).is_dir()]
-    return found
+    preference = list(FOLDERS.values())
+    return sorted(found, key=lambda f: preference.index(f[1]))
 
 
 def scan(root: Path) -> Index:
