@@ -85,9 +85,12 @@ def cmd_list(args) -> int:
     paper, tiny = load_preset("paper"), load_preset("tiny")
     rows = []
     for name in table_names():
-        t = load_table(name)
-        rows.append(f"  {name:<9} {len(expand(t, paper)):>4} jobs (paper) {len(expand(t, tiny)):>4} (tiny)  "
-                    f"{t.description}")
+        try:
+            t = load_table(name)
+            rows.append(f"  {name:<9} {len(expand(t, paper)):>4} jobs (paper) {len(expand(t, tiny)):>4} (tiny)  "
+                        f"{t.description}")
+        except UserError as e:  # one broken config must not hide the others
+            rows.append(f"  {name:<9} config error: {e}")
     print("Targets (all = every target):")
     print("\n".join(rows))
     return 0

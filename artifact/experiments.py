@@ -22,6 +22,7 @@ from artifact import metrics
 from artifact.attacks import ATTACKS
 from artifact.config import DatasetCfg, ModelCfg, TrainCfg, build
 from artifact.data import load_dataset
+from artifact.jobstate import running
 from artifact.methods import METHODS
 from artifact.models import build_model
 from artifact.store import Store, content_hash, derive_seed
@@ -175,27 +176,28 @@ def execute(cfg: dict, results: str, rt: dict, data_root: str | None = None, git
     if store.is_done(jid):
         return {"id": jid, "status": "done", "cached": True}
     t0 = time.time()
-    runtime = Runtime(**rt)
-    try:
-        runtime.setup()
-        method, params = _method(cfg)
-        ctx = Context(cfg, store, runtime, data_root)
-        out = method.run(ctx, params, cfg["case"])
-    except Exception as e:
-        return _failure(store, jid, "error.txt", e)
-    result = {
-        "id": jid,
-        "config": cfg,
-        "seed": cfg["seed"],
-        "metrics": out,
-        "attack_info": ctx.attack_info,
-        "runtime": runtime.describe(),
-        "env": environment(git),
-        "timing": {
-            "wall_s": round(time.time() - t0, 2),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "peak_cuda_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if torch.cuda.is_available() else None,
-        },
-    }
-    store.write_result(jid, result)
-    return {"id": jid, "status": "done", "cached": False, "wall_s": result["timing"]["wall_s"]}
+    with running(store, jid):
+        runtime = Runtime(**rt)
+        try:
+            runtime.setup()
+            method, params = _method(cfg)
+            ctx = Context(cfg, store, runtime, data_root)
+            out = method.run(ctx, params, cfg["case"])
+        except Exception as e:
+            return _failure(store, jid, "error.txt", e)
+        result = {
+            "id": jid,
+            "config": cfg,
+            "seed": cfg["seed"],
+            "metrics": out,
+            "attack_info": ctx.attack_info,
+            "runtime": runtime.describe(),
+            "env": environment(git),
+            "timing": {
+                "wall_s": round(time.time() - t0, 2),
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                "peak_cuda_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if torch.cuda.is_available() else None,
+            },
+        }
+        store.write_result(jid, result)
+        return {"id": jid, "status": "done", "cached": False, "wall_s": result["timing"]["wall_s"]}
