@@ -213,20 +213,27 @@ def cmd_check(args) -> int:
 
 
 def cmd_status(args) -> int:
+    from artifact.executors.local import describe
+    from artifact.jobstate import STATES, job_state, slurm_queue
     from artifact.store import Store
 
     if not args.subtarget:
         raise UserError("status needs a target, e.g. reproduce.sh status table2")
     store = Store(args.results)
     preset = _preset(args)
+    queue = slurm_queue()
+    if queue is None:
+        print("(squeue did not answer: SLURM tasks are shown by their markers only)", file=sys.stderr)
     for name in _targets(args.subtarget):
         _, jobs = _jobs(name, preset, args)
-        states = {"done": 0, "failed": 0, "pending": 0}
+        counts, lines = dict.fromkeys(STATES, 0), []
         for j in jobs:
-            state = "done" if store.is_done(j.id) else (
-                "failed" if (store.job_dir(j.id) / "error.txt").is_file() else "pending")
-            states[state] += 1
-        print(f"{name} (preset {args.preset}): " + ", ".join(f"{n} {s}" for s, n in states.items()))
+            state = job_state(store, j.id, queue or {})
+            counts[state.name] += 1
+            lines.append(f"  {state.name:<11} {j.id}  {describe(j)}  {state.detail}"
+                         + (f" (log: {state.log})" if state.log else ""))
+        print(f"{name} (preset {args.preset}): " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+        print("\n".join(lines))
     return 0
 
 
