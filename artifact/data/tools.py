@@ -99,7 +99,7 @@ def check(root_arg: str | None) -> int:
             print("\n".join(lines))
     except UserError as e:
         ok = False
-        print(f"data root: {e}")
+        print(f"MISSING - {e}")
     good, lines = _weights()
     ok &= good
     print("\n".join(lines))
