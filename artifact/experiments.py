@@ -42,7 +42,8 @@ class Context:
     """Everything a method needs for one job: the poisoned data, seeds, stages, fit and evaluate."""
 
     def __init__(self, cfg: dict, store: Store, rt: Runtime, data_root: str | None = None):
-        self.cfg, self.store, self.rt = cfg, store, rt
+        self.cfg, self.store, self.rt, self.data_root = cfg, store, rt, data_root
+        self._reference = None
         self.dataset_cfg = build(DatasetCfg, cfg["dataset"], "dataset")
         self.model_cfg = build(ModelCfg, cfg["model"], "model")
         self.attack = ATTACKS.get_or_fail(cfg["attack"]["name"], "attack.name")
@@ -50,7 +51,12 @@ class Context:
         # What determines the poisoned training set; every stage key starts from it.
         self.base_key = {"dataset": cfg["dataset"], "attack": cfg["attack"], "replicate": cfg["seed"]}
         clean = _clean_data(self.dataset_cfg, data_root)
-        self.data, self.attack_info = self.attack.poison(clean, self.attack_params, self.seed("poison"))
+        if hasattr(self.attack, "poison_with_context"):
+            # Attacks that train (GM's surrogate) and cache (crafted poisons) see the clean data as ctx.data.
+            self.data, self.attack_info = clean, {}
+            self.data, self.attack_info = self.attack.poison_with_context(self, self.attack_params, self.seed("poison"))
+        else:
+            self.data, self.attack_info = self.attack.poison(clean, self.attack_params, self.seed("poison"))
 
     def seed(self, *tags) -> int:
         return derive_seed(self.base_key, self.cfg["model"], [asdict(t) if hasattr(t, "__dataclass_fields__")
@@ -80,8 +86,20 @@ class Context:
     def evaluate(self, model) -> dict:
         """Test metrics of `model`: ACC, per-group accuracy, WGA, and the attack's success."""
         out = self.split_metrics(model, "test")
-        out.update(self.attack.success(model, self.data, self.attack_params, self.attack_info, self.rt))
+        ref = {"reference": self.reference()} if self.attack.needs_reference else {}
+        out.update(self.attack.success(model, self.data, self.attack_params, self.attack_info, self.rt, **ref))
         return out
+
+    def reference(self) -> dict:
+        """Test metrics of the same method (standard case, same seed) trained on the clean data (SA's baseline).
+
+        Its stages are keyed without the attack, so it is computed once and shared by every case and attack.
+        """
+        if self._reference is None:
+            cfg = {**self.cfg, "attack": {"name": "none", "params": {}}, "case": "standard"}
+            method, params = _method(cfg)
+            self._reference = method.run(Context(cfg, self.store, self.rt, self.data_root), params, "standard")
+        return self._reference
 
     def rates(self, flags: torch.Tensor) -> dict:
         """Share of each ground-truth role (poisons, LRG-1, LRG-2, HRG) among `flags` (IDNF / ELMF)."""
@@ -94,13 +112,16 @@ class Context:
         return val["wga"], {"val_wga": val["wga"], "val_acc": val["acc"]}
 
     def fit_evaluate(self, cfg: TrainCfg, index: torch.Tensor | None = None, tag: str = "final", *,
-                     loss_fn=None, select=None, key_extra: dict | None = None, keep_model: bool = False) -> dict:
+                     loss_fn=None, select=None, key_extra: dict | None = None, keep_model: bool = False,
+                     reindex=None) -> dict:
         """Train a fresh model on train positions `index`, select its epoch, test it.
 
         Cached by the exact multiset of training positions (plus `key_extra`, which must describe any
         `loss_fn`/`select` given), so cases whose training sets coincide (e.g. worst = standard when
         every poison is already identified) train once. `keep_model` also stores the selected weights
-        (returned under "state_dict") for defenses that inspect the trained model.
+        (returned under "state_dict") for defenses that inspect the trained model. `reindex` changes the
+        training positions between epochs (train()'s hook; EPIC) and its `summary()` is stored under
+        "reindex"; `key_extra` must describe it too.
         """
         train_split = self.data.train
         index = torch.arange(len(train_split)) if index is None else index
@@ -110,9 +131,11 @@ class Context:
         def compute():
             model = self.new_model(tag)
             out = train(model, train_split, cfg, self.seed(tag, cfg), self.rt, index=index,
-                        select=select or self.val_wga_select, loss_fn=loss_fn)
+                        select=select or self.val_wga_select, loss_fn=loss_fn, reindex=reindex)
             result = {**self.evaluate(model), "best_epoch": out["best_epoch"], "history": out["history"],
                       "train_size": len(index)}
+            if reindex is not None:
+                result["reindex"] = reindex.summary()
             if keep_model:
                 result["state_dict"] = {k: v.cpu() for k, v in model.state_dict().items()}
             return result

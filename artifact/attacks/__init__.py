@@ -3,6 +3,8 @@
 Each attack module registers an object with:
 - `Params`: a frozen dataclass of its settings (validated from the preset/table config);
 - `poison(data, params, seed) -> (data, info)`: the poisoned training set and what evaluation needs;
+  or, for attacks that train a model or cache their work (GM), `poison_with_context(ctx, params, seed)`,
+  which the job context prefers when present (ctx.data is then the clean data; ctx.stage caches);
 - `success(model, data, params, info, rt, reference) -> dict`: ASR and friends on the test set;
 - `needs_reference`: True when ASR is measured against a clean model (SA), supplied as `reference`.
 """
