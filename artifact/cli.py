@@ -114,7 +114,7 @@ def _summaries(names, preset, args, store) -> bool:
             print(f"figure: {figures.render(table, jobs, store, out_dir)}")
         print(f"\n{table.title}\n(preset {args.preset}; mean ± std over seeds, ddof=1)\n")
         print(report.render(table, agg))
-        ok, text, _ = check.run_checks(name, agg, preset.check, args.preset)
+        ok, text, _ = check.run_checks(name, agg, preset.check, args.preset, filtered=bool(args.only))
         from artifact.store import atomic_write_text
 
         atomic_write_text(out_dir / f"{name}.check.txt", text + "\n")
@@ -230,7 +230,7 @@ def cmd_status(args) -> int:
         for j in jobs:
             state = job_state(store, j.id, queue or {})
             counts[state.name] += 1
-            lines.append(f"  {state.name:<11} {j.id}  {describe(j)}  {state.detail}"
+            lines.append(f"  {state.name:<11} {j.id}  {describe(j)}  {state.detail}".rstrip()
                          + (f" (log: {state.log})" if state.log else ""))
         print(f"{name} (preset {args.preset}): " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
         print("\n".join(lines))

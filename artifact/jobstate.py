@@ -20,6 +20,7 @@ from typing import NamedTuple
 from artifact.store import Store, atomic_write_json
 
 MARKER, SUBMISSION = "running.json", "slurm.json"
+STATES = ("done", "running", "queued", "interrupted", "failed", "pending")
 
 
 def slurm_task_id() -> str | None:
@@ -57,7 +58,7 @@ def slurm_queue() -> dict[str, str] | None:
 
 
 class State(NamedTuple):
-    name: str  # done | running | queued | failed | interrupted | pending
+    name: str  # one of STATES
     detail: str = ""
     log: str | None = None
 
