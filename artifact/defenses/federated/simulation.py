@@ -32,10 +32,11 @@ class FedCfg:
     local: TrainCfg = field(default_factory=lambda: TrainCfg(epochs=10, lr=1e-2, wd=0.0, batch_size=128))
     iid: bool = True
     minority_users: float = 0.1  # non-IID: share of users holding every minority-group sample
+    eval_every: int = 1  # test metrics in the history every this many rounds (0: final model only)
 
     def validate(self):
-        if self.users < 1 or self.rounds < 1:
-            return "users and rounds must be >= 1"
+        if self.users < 1 or self.rounds < 1 or self.eval_every < 0:
+            return "users and rounds must be >= 1, eval_every >= 0"
         if not 0 < self.fraction <= 1 or not 0 < self.minority_users <= 1:
             return "fraction and minority_users must be in (0, 1]"
         return None
@@ -87,7 +88,8 @@ def simulate(model, split, parts: list[torch.Tensor], fed: FedCfg, agg: AggCfg, 
         w = w + update
         global_state = {**unflatten(w, global_state, keys), **ints}
         model.load_state_dict(global_state)
-        history.append({"round": t, "clients": clients, **(evaluate(model) if evaluate else {})})
+        due = evaluate is not None and fed.eval_every and ((t + 1) % fed.eval_every == 0 or t + 1 == fed.rounds)
+        history.append({"round": t, "clients": clients, **(evaluate(model) if due else {})})
         if checkpoint is not None:
             _save(checkpoint, {"round": t, "state": global_state, "server": server, "history": history})
     model.load_state_dict(global_state)
