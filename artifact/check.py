@@ -83,7 +83,8 @@ def sanity(agg: pd.DataFrame) -> list[Verdict]:
     return out or [Verdict("PASS", "all cells", f"{len(agg)} cells complete, finite and within [-100, 100]")]
 
 
-def check_numbers(agg: pd.DataFrame, expected: pd.DataFrame, k: float, floor: float) -> list[Verdict]:
+def check_numbers(agg: pd.DataFrame, expected: pd.DataFrame, k: float, floor: float,
+                  filtered: bool = False) -> list[Verdict]:
     label_cols = [c for c in expected.columns if c not in ("metric", "mean", "std")]
     out = []
     for e in expected.itertuples(index=False):
@@ -91,6 +92,9 @@ def check_numbers(agg: pd.DataFrame, expected: pd.DataFrame, k: float, floor: fl
         labels = {c: e[c] for c in label_cols}
         cell = _select(agg, {**labels, "metric": e["metric"]})
         what = " ".join(str(v) for v in labels.values()) + f" {e['metric']}"
+        if cell.empty and filtered:
+            out.append(Verdict("SKIPPED", what, "not in the filtered grid (--only)"))
+            continue
         if cell.empty or cell.iloc[0]["n"] == 0:
             out.append(Verdict("MISSING", what, "no result"))
             continue
@@ -113,7 +117,7 @@ def _cell_mean(agg, where, side) -> float | None:
     return float(cell.iloc[0]["mean"])
 
 
-def check_claims(agg: pd.DataFrame, claims: list[dict]) -> list[Verdict]:
+def check_claims(agg: pd.DataFrame, claims: list[dict], filtered: bool = False) -> list[Verdict]:
     out = []
     for c in claims:
         where = c.get("where", {})
@@ -126,7 +130,11 @@ def check_claims(agg: pd.DataFrame, claims: list[dict]) -> list[Verdict]:
             left = _cell_mean(agg, scope, c["left"])
             right = _cell_mean(agg, scope, c["right"]) if c.get("right") else 0.0
             if left is None or right is None:
-                out.append(Verdict("MISSING", what, f"cells for '{c['text']}' not found"))
+                sides = [c["left"], *([c["right"]] if c.get("right") else [])]
+                if filtered and any(_select(agg, {**scope, **side}).empty for side in sides):
+                    out.append(Verdict("SKIPPED", what, "its rows are not in the filtered grid (--only)"))
+                else:
+                    out.append(Verdict("MISSING", what, f"cells for '{c['text']}' not found"))
                 continue
             d = left - right
             desc = _describe(c)
@@ -143,17 +151,22 @@ def _describe(c: dict) -> str:
     return f"{side(c['left'])} − {side(c['right'])}" if c.get("right") else side(c["left"])
 
 
-def run_checks(table: str, agg: pd.DataFrame, check_cfg, preset: str, where: Path | None = None):
-    """All verdicts and the report text; `ok` is False on any FAIL or MISSING."""
+def run_checks(table: str, agg: pd.DataFrame, check_cfg, preset: str, where: Path | None = None,
+               filtered: bool = False):
+    """All verdicts and the report text; `ok` is False on any FAIL or MISSING.
+
+    With `filtered` (a run restricted by --only), cells and claims whose rows are not in the grid at
+    all are SKIPPED instead of MISSING; rows that are in the grid but unfinished stay MISSING.
+    """
     expected, claims = load_expected(table, where)
     seeds = int(agg["n_expected"].max()) if len(agg) else 0
     sections = [("Completeness and sanity", sanity(agg))]
     rule = []
     if check_cfg.numbers and expected is not None:
-        sections.append(("Cells vs the paper", check_numbers(agg, expected, check_cfg.k, check_cfg.floor)))
+        sections.append(("Cells vs the paper", check_numbers(agg, expected, check_cfg.k, check_cfg.floor, filtered)))
         rule.append(f"cells within {check_cfg.k:g}·sqrt(sd_paper² + sd_ours²) + {check_cfg.floor:g} pts")
     if check_cfg.claims and claims:
-        sections.append(("The paper's claims", check_claims(agg, claims)))
+        sections.append(("The paper's claims", check_claims(agg, claims, filtered)))
         rule.append("the paper's claims")
     if not rule:
         rule.append("completeness and sanity only (this preset is for exercising code paths)")
@@ -166,6 +179,7 @@ def run_checks(table: str, agg: pd.DataFrame, check_cfg, preset: str, where: Pat
     for title, vs in sections:
         lines.append(f"{title}:")
         lines += [f"  {v.line()}" for v in vs]
-    summary = ", ".join(f"{n} {s}" for s, n in counts.items())
+    skipped = sum(v.status == "SKIPPED" for v in verdicts)
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items()) + (f", {skipped} SKIPPED" if skipped else "")
     lines.append(f"Summary: {summary} -> {'REPRODUCED' if ok else 'NOT REPRODUCED'}")
     return ok, "\n".join(lines), verdicts

@@ -71,3 +71,13 @@ def test_partial_grid_prints_missing(golden_env, run_cli):
     assert code == 1
     assert "| MISSING " in out and "(2/3 seeds)" in out
     assert "MISSING jtt waterbirds dlbd ideal asr: 0/3 seeds finished" in out
+
+
+def test_filtered_run_skips_rows_outside_the_filter(golden_env, run_cli):
+    store, write = golden_env
+    write()
+    code, out, _ = run_cli("check", "table2", "--preset", "paper", "--results", str(store.root), "--only", "case=ideal")
+    assert code == 0
+    assert "SKIPPED jtt waterbirds dlbd worst wga: not in the filtered grid (--only)" in out
+    assert "SKIPPED amplification-boosts-asr" in out
+    assert "PASS    jtt waterbirds dlbd ideal asr" in out
