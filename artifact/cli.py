@@ -188,6 +188,11 @@ def cmd_run(args) -> int:
             return 0
         return _finish(names, preset, args, store, statuses)
     device = auto_device() if args.device == "auto" else args.device
+    from artifact.gpu import cpu_notice, device_report
+
+    for line in (device_report(), cpu_notice() if args.device == "auto" else None):
+        if line:
+            print(line, file=sys.stderr)
     rt = {"device": device, "deterministic": not device.startswith("cuda"), "threads": 0}
     print(f"{args.target}: {len(jobs)} jobs at preset {args.preset} ({done} already done) on {device}, "
           f"{args.jobs} worker(s); results in {store.root}", file=sys.stderr)
