@@ -123,7 +123,7 @@ def craft_restart(model, x, y, target_grad, params: Params, std: torch.Tensor, g
     max_shift = params.shift * x.shape[-1]
     losses = []
     for _ in range(params.iterations):
-        opt.zero_grad(set_to_none=False)
+        grad = torch.zeros_like(u)  # the full-size buffer the batches write their rows into
         batch_losses = []
         for start in range(0, len(x), params.pbatch):
             sl = slice(start, start + params.pbatch)
@@ -131,10 +131,10 @@ def craft_restart(model, x, y, target_grad, params: Params, std: torch.Tensor, g
             if params.augment:
                 xb = augment(xb, max_shift, gen)
             loss = matching_loss(param_grad(model, xb, y[sl], create_graph=True), target_grad, target_norm)
-            loss.backward()
+            grad += torch.autograd.grad(loss, u)[0]  # w.r.t. delta only; the surrogate's .grad stays untouched
             batch_losses.append(loss.item())
         losses.append(sum(batch_losses) / len(batch_losses))
-        u.grad.sign_()
+        u.grad = grad.sign()
         opt.step()
         sched.step()
         with torch.no_grad():
