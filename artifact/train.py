@@ -97,6 +97,7 @@ def train(
     select: Callable | None = None,
     record_epoch: int | None = None,
     loss_fn: Callable | None = None,
+    reindex: Callable | None = None,
 ) -> dict:
     """Train `model` in place on `split` (sample positions `index` per epoch, default all once).
 
@@ -105,6 +106,8 @@ def train(
     `record_epoch`, the predictions made during that epoch's training pass (train mode, pre-step
     weights) are returned per sample, which is how the official JTT code finds its error set.
     `loss_fn(logits, y, batch_idx)` replaces the mean cross-entropy (group DRO, weighting).
+    `reindex(epoch, model)`, called before each epoch, may return the positions to train on from then on
+    (EPIC's pruning); None keeps the current ones.
     """
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -113,6 +116,9 @@ def train(
     recorded = torch.full((len(split),), -1, dtype=torch.long) if record_epoch is not None else None
     history, best = [], (None, -1, None)
     for epoch in range(cfg.epochs):
+        if reindex is not None:
+            new_index = reindex(epoch, model)
+            index = index if new_index is None else new_index
         model.train()
         order = index[torch.randperm(len(index), generator=gen)]
         for start in range(0, len(order), cfg.batch_size):

@@ -1,0 +1,179 @@
+"""EPIC's selection (Yang et al. 2022; shared/reference/methods.md §4.3) as pure numpy functions.
+
+Per class, facility location over the last-layer gradient proxy g = softmax(h·Wᵀ) − onehot(y) with the
+kernel s = exp(−‖gᵢ − gⱼ‖ / C) picks k_c medoids (lazy greedy); every point joins its most similar medoid,
+and the points of clusters of size <= threshold (medoids nobody else joins) are the isolated ones EPIC
+drops. Cluster ids are kept per class, which fixes the official per-class offset bug (methods.md §4.3).
+
+Binary tasks take an exact 1-D path: within a class, g is ±(p, −p), so ‖Δg‖ = √2·|Δt| with t = (g₀ − g₁)/2
+and facility location is solved on the sorted distinct values with prefix sums, in O(n) memory. It makes
+the same choices as the dense path (ties: larger gain, then lower index; nearest medoid, then earlier one),
+which tests/test_epic.py checks; CelebA's 138k-point class would need a 77 GB dense kernel.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+
+import numpy as np
+from scipy.spatial.distance import cdist
+
+# Gains and similarities are compared after rounding, so that ties that are exact in real numbers (two
+# points between the same medoids, equidistant medoids) are broken by index in both paths, not by float noise.
+GAIN_DECIMALS, SIM_DECIMALS = 9, 12
+
+
+def gradient_proxy(features: np.ndarray, weight: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """softmax(h·Wᵀ) − onehot(y) in float64; the classifier bias is left out, as in EPIC's default branch."""
+    z = np.asarray(features, dtype=np.float64) @ np.asarray(weight, dtype=np.float64).T
+    z -= z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
+    p[np.arange(len(y)), y] -= 1.0
+    return p
+
+
+def class_budgets(counts: np.ndarray, budget: int, rng: np.random.Generator) -> np.ndarray:
+    """k_c = ceil(B·N_c/N), then the surplus is taken from that many distinct random classes (official rule)."""
+    counts = np.asarray(counts, dtype=np.int64)
+    k = np.ceil(counts / counts.sum() * budget).astype(np.int64)
+    surplus = int(k.sum() - budget)
+    if surplus > 0:
+        eligible = np.flatnonzero(k > 0)
+        k[rng.permutation(eligible)[:surplus]] -= 1
+    return k
+
+
+def similarity(g: np.ndarray) -> np.ndarray:
+    """The dense kernel exp(−‖gᵢ − gⱼ‖₂ / D), D = the proxy's dimension (submodlib's Euclidean kernel)."""
+    return np.exp(-cdist(g, g) / g.shape[1])
+
+
+def facility_location_dense(sim: np.ndarray, k: int) -> np.ndarray:
+    """Lazy greedy maximisation of F(S) = Σᵢ max_{j∈S} sᵢⱼ; the order of selection (ties: lower index)."""
+    cur = np.zeros(len(sim))
+    heap = [(-float(v), j) for j, v in enumerate(np.round(sim.sum(0), GAIN_DECIMALS))]
+    heapq.heapify(heap)
+    order = []
+    while len(order) < k:
+        _, j = heapq.heappop(heap)
+        gain = round(float(np.maximum(sim[:, j] - cur, 0.0).sum()), GAIN_DECIMALS)
+        # Upper bounds only shrink (submodularity): j wins if it beats the best remaining bound.
+        if not heap or (gain, -j) >= (-heap[0][0], -heap[0][1]):
+            order.append(j)
+            cur = np.maximum(cur, sim[:, j])
+        else:
+            heapq.heappush(heap, (-gain, j))
+    return np.asarray(order, dtype=np.int64)
+
+
+def assign_dense(sim: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Position in `order` of each point's most similar medoid (argmax: ties go to the earlier medoid)."""
+    return np.argmax(np.round(sim[:, order], SIM_DECIMALS), axis=1)
+
+
+def facility_location_1d(t: np.ndarray, k: int, scale: float) -> np.ndarray:
+    """The dense greedy's choices for sᵢⱼ = exp(−scale·|tᵢ − tⱼ|), without the n×n matrix.
+
+    Works on the distinct values (weighted by multiplicity): a candidate between selected neighbours L < v < R
+    only gains on the points between L and R that are closer to v, so its gain is two prefix-sum ranges.
+    Each interval between medoids keeps its best candidate in a heap; a selection splits one interval.
+    """
+    u, first, counts = np.unique(t, return_index=True, return_counts=True)
+    m, centre = len(u), float(u.mean()) if len(u) else 0.0
+    cur = np.zeros(m)  # current coverage max_{j∈S} s(w, j) of each distinct value
+    heap, order = [], []
+
+    def s(a, b):
+        return np.exp(-scale * np.abs(a - b))
+
+    def push_best(lp: int, rp: int):
+        lo, hi = lp + 1, rp  # candidates u[lo:hi], strictly between the medoids at lp and rp (or the ends)
+        if lo >= hi:
+            return
+        tv, w, c = u[lo:hi], counts[lo:hi], cur[lo:hi]
+        ea, eb = np.exp(scale * (tv - centre)), np.exp(-scale * (tv - centre))
+        pa, pb, pc = (np.concatenate([[0.0], np.cumsum(w * x)]) for x in (ea, eb, c))
+        i = np.arange(hi - lo)
+        jl = np.searchsorted(tv, (u[lp] + tv) / 2, side="right") if lp >= 0 else np.zeros_like(i)
+        jr = np.searchsorted(tv, (tv + u[rp]) / 2, side="left") if rp < m else np.full_like(i, hi - lo)
+        left = eb * (pa[i + 1] - pa[jl]) - (pc[i + 1] - pc[jl])  # points in (mid(L, v), v]
+        right = ea * (pb[jr] - pb[i + 1]) - (pc[jr] - pc[i + 1])  # points in (v, mid(v, R))
+        gain = np.round(left + right, GAIN_DECIMALS)
+        best = gain.max()
+        ties = np.flatnonzero(gain == best)
+        v = ties[np.argmin(first[lo + ties])]
+        heapq.heappush(heap, (-float(best), int(first[lo + v]), lo + int(v), lp, rp))
+
+    push_best(-1, m)
+    while len(order) < k and heap:
+        neg, idx, v, lp, rp = heapq.heappop(heap)
+        if -neg <= 0.0:
+            break
+        order.append(idx)
+        cur[v] = 1.0
+        for a, b in ((lp, v), (v, rp)):
+            seg = slice(a + 1, b)
+            near = [s(u[seg], u[x]) for x in (a, b, v) if 0 <= x < m]
+            cur[seg] = np.maximum.reduce(near)
+        push_best(lp, v)
+        push_best(v, rp)
+    if len(order) < k:  # every distinct value is a medoid: the rest have zero gain, lowest index first
+        rest = np.setdiff1d(np.arange(len(t)), order)
+        order += rest[: k - len(order)].tolist()
+    return np.asarray(order, dtype=np.int64)
+
+
+def assign_1d(t: np.ndarray, order: np.ndarray, scale: float) -> np.ndarray:
+    """Position in `order` of each point's most similar medoid in 1-D (ties: the earlier medoid)."""
+    vals, rank = t[order], np.arange(len(order))
+    srt = np.lexsort((rank, vals))
+    keep = np.concatenate([[True], vals[srt][1:] != vals[srt][:-1]])  # earliest medoid of each value
+    mv, mr = vals[srt][keep], rank[srt][keep]
+    pos = np.searchsorted(mv, t, side="left")
+    right = np.minimum(pos, len(mv) - 1)
+    left = np.maximum(pos - 1, 0)
+    sr = np.where(pos < len(mv), np.round(np.exp(-scale * (mv[right] - t)), SIM_DECIMALS), -1.0)
+    sl = np.where(pos > 0, np.round(np.exp(-scale * (t - mv[left])), SIM_DECIMALS), -1.0)
+    pick_right = (sr > sl) | ((sr == sl) & (mr[right] < mr[left]))
+    return np.where(pick_right, mr[right], mr[left])
+
+
+def medoids(g: np.ndarray, k: int, path: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """(order, cluster) for one class: selected medoids (class-local indices) and each point's cluster."""
+    if path == "auto":
+        path = "1d" if g.shape[1] == 2 else "dense"
+    if path == "1d":
+        if g.shape[1] != 2:
+            raise ValueError("the 1-D path needs a 2-class gradient proxy")
+        t = (g[:, 0] - g[:, 1]) / 2
+        scale = math.sqrt(2) / 2  # exp(−‖Δg‖/2) with ‖Δg‖ = √2·|Δt|
+        order = facility_location_1d(t, k, scale)
+        return order, assign_1d(t, order, scale)
+    sim = similarity(g)
+    order = facility_location_dense(sim, k)
+    return order, assign_dense(sim, order)
+
+
+def isolated(g: np.ndarray, y: np.ndarray, subset_size: float, threshold: float, rng: np.random.Generator,
+             path: str = "auto") -> np.ndarray:
+    """EPIC's drop mask over all points: members of clusters whose size (medoid included) is <= threshold."""
+    y = np.asarray(y)
+    n_classes = g.shape[1]
+    budgets = class_budgets(np.bincount(y, minlength=n_classes), int(subset_size * len(y)), rng)
+    drop = np.zeros(len(y), dtype=bool)
+    for c in range(n_classes):
+        members = np.flatnonzero(y == c)
+        if len(members) == 0 or budgets[c] == 0:
+            continue
+        order, cluster = medoids(g[members], int(budgets[c]), path)
+        sizes = np.bincount(cluster, minlength=len(order)).astype(np.float64)
+        sizes[sizes == 0] = 1
+        drop[members] = sizes[cluster] <= threshold
+    return drop
+
+
+def selection_epochs(epochs: int, freq: int, drop_after: int, stop_after: int) -> list[int]:
+    """Epochs at whose start selection runs (before training on them), as the official schedule."""
+    return [e for e in range(epochs) if e % freq == 0 and drop_after <= e < stop_after]
