@@ -8,7 +8,7 @@ missing computes it itself under the stage's file lock; the waves only keep N si
 holding N allocations while they wait on one lock. Arrays are chunked below the cluster's MaxArraySize.
 
 Queued tasks run the code as it was at submission: `artifact/` and `configs/` are copied (content-
-hashed, so resubmitting unchanged code reuses the copy) into the log folder and the tasks start there.
+hashed, so resubmitting unchanged code reuses the copy) into the log folder, first on the tasks' PYTHONPATH.
 Each task is a `submitit.helpers.Checkpointable`: on a time limit or preemption submitit requeues it,
 and the rerun recomputes only what is not on disk (stages and results are cached per stage / per job).
 """
@@ -144,13 +144,17 @@ def max_array_size(cluster: ClusterCfg) -> int:
 
 def _executor(cluster: ClusterCfg, folder: Path, code: Path, wave: str, dependency: str | None):
     python = cluster.python or ("python" if cluster.container else shlex.quote(sys.executable))
+    # The task imports the snapshot, whatever its working directory holds (the submitting checkout, or
+    # the image's WORKDIR under pyxis): PYTHONSAFEPATH (3.11+) keeps the cwd off sys.path, and PYTHONPATH
+    # puts the snapshot ahead of any installed or editable copy of the package.
+    python = f"env PYTHONSAFEPATH=1 PYTHONPATH={shlex.quote(str(code))} {python}"
     if cluster.container:
         python = f"{cluster.container} {python}"
     try:
         ex = submitit.SlurmExecutor(folder=folder / "%j", max_num_timeout=cluster.max_requeues, python=python)
     except RuntimeError as e:
         raise UserError(f"--executor slurm: {e} (run on a SLURM login node, or use --executor local)") from None
-    extra = {"chdir": str(code), **cluster.sbatch}
+    extra = dict(cluster.sbatch)
     if dependency:
         extra["dependency"] = dependency
     params = dict(job_name=f"{cluster.job_name}-{wave}", partition=cluster.partition, account=cluster.account,
@@ -170,11 +174,11 @@ def _submit(ex, fn: str, items, args, chunk: int) -> list[tuple]:
         try:
             with ex.batch():
                 handles = [ex.submit(Task(), fn, j.cfg, *args) for j in part]
-        except (subprocess.CalledProcessError, FileNotFoundError) as e:
-            detail = getattr(e, "stderr", b"") or getattr(e, "output", b"") or str(e)
-            detail = detail.decode(errors="replace") if isinstance(detail, bytes) else str(detail)
-            raise UserError(f"sbatch refused the {fn} array: {detail.strip().splitlines()[-1] if detail.strip() else e}"
-                            " (check partition/account/qos/gpus in configs/cluster.yaml)") from None
+        except (submitit.core.utils.FailedJobError, OSError) as e:  # sbatch's own message, last line
+            lines = str(e).strip().splitlines() or [type(e).__name__]
+            reason = lines[-1].removeprefix("sbatch: error: ")
+            raise UserError(f"sbatch refused the {ex.parameters['job_name']} array: {reason} (check partition, "
+                            "account, qos, gpus_per_job... in configs/cluster.yaml or --cluster-set)") from None
         out.extend(zip(part, handles, strict=True))
     return out
 
