@@ -168,9 +168,11 @@ def cmd_run(args) -> int:
                 jobs.append(j)
     done = sum(store.is_done(j.id) for j in jobs)
     if args.dry_run:
-        shared = len({j.share_key for j in jobs})
-        print(f"{args.target} (preset {args.preset}): {len(jobs)} jobs, {done} done, {len(jobs) - done} to run, "
-              f"{shared} shared identification stages; results in {store.root}")
+        from artifact.cost import plan
+
+        print(f"{args.target} (preset {args.preset}): {len(jobs)} jobs, {done} done, {len(jobs) - done} to run; "
+              f"results in {store.root}")
+        print("\n".join(plan({name: _jobs(name, preset, args)[1] for name in names}, store)))
         return 0
     data_root = args.data_root
     preflight([j for j in jobs if not store.is_done(j.id)], data_root)

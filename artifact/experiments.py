@@ -25,6 +25,7 @@ from artifact.data import load_dataset
 from artifact.jobstate import running
 from artifact.methods import METHODS
 from artifact.models import build_model
+from artifact.stages import stage_key
 from artifact.store import Store, content_hash, derive_seed
 from artifact.train import Runtime, predict, prepare, train
 
@@ -66,7 +67,7 @@ class Context:
         return self.store.stage(kind, self._stage_key(extra), compute)
 
     def _stage_key(self, extra: dict) -> dict:
-        return {**self.base_key, "model": self.cfg["model"], **extra}
+        return stage_key(self.cfg, extra)
 
     def stage_path(self, kind: str, extra: dict):
         """Where stage `kind` lives; a long stage keeps its resumable partial state beside it (FL rounds)."""

@@ -22,6 +22,7 @@ from artifact.config import TrainCfg
 from artifact.data.base import Split
 from artifact.errors import UserError
 from artifact.models import build_model
+from artifact.stages import Stage, stage_key
 from artifact.store import derive_seed
 from artifact.train import predict, prepare, train
 
@@ -206,6 +207,17 @@ class GM:
         return {"bases": bases, "requested": requested, "targets": targets, "x_poison": quantise(x, out["delta"]).cpu(),
                 "chosen": out["chosen"], "final_losses": out["final_losses"], "curves": torch.tensor(out["curves"]),
                 "surrogate_asr": surrogate_asr}
+
+    def stages(self, cfg: dict, params: Params) -> list[Stage]:
+        """The surrogate (shared by every GM setting) and the crafted poisons (artifact/stages.py).
+
+        Crafting cost: restarts x iterations x the poisons (budget x N), about 3 passes each (the
+        gradient-matching loss differentiates through the poisons' training gradient)."""
+        surrogate = {"dataset": cfg["dataset"], "model": cfg["model"], "replicate": cfg["seed"],
+                     "surrogate": asdict(params.surrogate)}
+        return [Stage("gm-surrogate", surrogate, train=params.surrogate, test_passes=0),
+                Stage("gm-poisons", stage_key(cfg, {}), grad_passes=3 * params.restarts * params.iterations * params.budget,
+                      test_passes=0)]
 
     def poison_with_context(self, ctx, params: Params, seed: int):
         """Poisons from the cached stage (computed once per dataset/attack/replicate/model)."""

@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 
 from artifact.config import TrainCfg
 from artifact.methods import METHODS
+from artifact.stages import fit_stage
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,9 @@ class ERM:
 
     def run(self, ctx, params, case):
         return ctx.fit_evaluate(params.final)
+
+    def stages(self, cfg, params, case):
+        return [fit_stage(cfg, params.final, {"all": True})]
 
 
 METHODS.register("erm")(ERM())

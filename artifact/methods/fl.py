@@ -8,7 +8,7 @@ same clients each round and the same local seeds, so the drop is a paired differ
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
@@ -17,6 +17,7 @@ from artifact.defenses.federated import partition
 from artifact.defenses.federated.aggregators import AggCfg
 from artifact.defenses.federated.simulation import FedCfg, simulate
 from artifact.methods import METHODS
+from artifact.stages import Stage, stage_key
 
 BASELINE = AggCfg(name="fedavg")
 
@@ -75,6 +76,16 @@ class FL:
         return {**test, "wga_drop": ref["wga"] - test["wga"], "acc_drop": ref["acc"] - test["acc"],
                 "fedavg": ref, "history": out["history"], "client_sizes": out["client_sizes"],
                 "minority_holders": out["minority_holders"]}
+
+
+    def stages(self, cfg: dict, params: Params, case: str) -> list[Stage]:
+        """The FedAvg run (shared by every defense) and the defended run (artifact/stages.py). Per round,
+        fraction x users clients train local.epochs over their N / users samples."""
+        fed = params.fed
+        local = replace(fed.local, epochs=fed.rounds * fed.local.epochs)
+        evals = fed.rounds // fed.eval_every + 1 if fed.eval_every else 1
+        return [Stage("fl", stage_key(cfg, {"fed": asdict(fed), "agg": agg.key()}), train=local, fraction=fed.fraction,
+                      test_passes=evals) for agg in (BASELINE, params.agg)]
 
 
 METHODS.register("fl")(FL())

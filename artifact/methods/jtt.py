@@ -14,6 +14,7 @@ import torch
 
 from artifact.config import TrainCfg
 from artifact.methods import METHODS
+from artifact.stages import Stage, fit_stage, stage_key
 from artifact.train import predict, train
 
 
@@ -65,9 +66,20 @@ class JTT:
             pred = predict(model, train_split, ctx.rt).argmax(1)
         return {"error": pred != train_split.y, "id_test": ctx.evaluate(model)}
 
+    @staticmethod
+    def id_key(params: Params) -> dict:
+        return {"id": asdict(params.id), "error_pass": params.error_pass}
+
     def prepare(self, ctx, params: Params) -> dict:
-        key = {"id": asdict(params.id), "error_pass": params.error_pass}
-        return ctx.stage("jtt-id", key, lambda: self._identify(ctx, params))
+        return ctx.stage("jtt-id", self.id_key(params), lambda: self._identify(ctx, params))
+
+    def stages(self, cfg: dict, params: Params, case: str) -> list[Stage]:
+        """The identification model (shared by the cases) and the case's final model (artifact/stages.py)."""
+        train_pass = params.error_pass == "train"
+        ident = Stage("jtt-id", stage_key(cfg, self.id_key(params)),
+                      train=replace(params.id, epochs=params.id.epochs + train_pass), train_passes=1 - train_pass)
+        source = {"jtt-id": ident.id, "case": case, "upweight": params.upweight}
+        return [ident, fit_stage(cfg, params.final, source, upweight=params.upweight)]
 
     def run(self, ctx, params: Params, case: str) -> dict:
         ident = self.prepare(ctx, params)

@@ -1,0 +1,68 @@
+"""The benchmarks run and report their ratios (structure, not speed), and the stage counter follows the
+store's real keys."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from artifact.config import load_preset
+from artifact.cost import plan
+from artifact.experiments import execute
+from artifact.grid import Job, expand, load_table
+from artifact.stages import job_stages, sharing
+from artifact.store import Store
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+TINY = ["--size", "32", "--n", "16", "--arch", "smallcnn", "--steps", "1", "--repeats", "1", "--batch", "8",
+        "--workers", "0", "--jpeg-px", "48,64", "--threads", "1"]
+
+
+def test_throughput_reports_both_ratios(tmp_path, capsys):
+    r = _load("throughput").main([*TINY, "--no-memory", "--write-table", str(tmp_path / "t.json")])
+    assert {"ours_train", "naive_train", "ours_data", "naive_data", "ours_eval"} <= set(r["img_s"])
+    assert r["ratio_train"] > 0 and r["ratio_data"] > 0
+    assert "ratio ours/naive" in capsys.readouterr().out
+    assert (tmp_path / "t.json").read_text().count("smallcnn@32@cpu") == 1
+
+
+@pytest.mark.slow
+def test_throughput_measures_memory_per_path():
+    r = _load("throughput").main(TINY)
+    assert r["memory_mb"]["ours"]["rss_mb"] > 0 and r["memory_mb"]["naive"]["rss_mb"] > 0
+
+
+def _smoke_table2():
+    return expand(load_table("table2"), load_preset("smoke"))
+
+
+def test_identification_is_shared_by_cases_and_the_sa_reference_by_seed():
+    jobs = [j for j in _smoke_table2() if j.labels["method"] == "jtt"]
+    r = sharing(jobs)
+    combos = {(j.labels["dataset"], j.labels["attack"], j.labels["seed"]) for j in jobs}
+    assert r["naive"]["jtt-id"] == len(jobs) + sum(j.labels["attack"] == "sa" for j in jobs)  # + SA's reference
+    sa_seeds = {j.labels["seed"] for j in jobs if j.labels["attack"] == "sa"}
+    assert r["shared"]["jtt-id"] == len(combos) + len(sa_seeds)  # one per poisoned set, one clean per seed
+    assert r["shared"]["fit"] == len(jobs) + len(sa_seeds)
+    assert not r["undescribed"]
+
+
+def test_counted_keys_are_the_keys_the_store_writes(tmp_path):
+    job = next(j for j in _smoke_table2() if j.labels["method"] == "jtt" and j.labels["attack"] == "dlbd")
+    job = Job(job.labels, {**job.cfg, "dataset": {**job.cfg["dataset"], "scale": 0.05}})  # seconds, not minutes
+    store = Store(tmp_path)
+    lines = plan({"table2": [job]}, store, {"smallcnn@32@cpu": {"train_img_s": 100.0, "eval_img_s": 300.0}})
+    assert "0/2" in lines[0] and "CPU-h" in lines[0]
+    assert execute(job.cfg, str(tmp_path), {"device": "cpu", "threads": 1})["status"] == "done"
+    ident = next(s for s in job_stages(job.cfg) if s.kind == "jtt-id")
+    assert store.stage_path(ident.kind, ident.key).is_file()
+    assert "1 done" in plan({"table2": [job]}, store, {})[0]
