@@ -35,8 +35,8 @@ def curves(jobs, store) -> dict[tuple[str, str], dict[str, np.ndarray]]:
 
 
 def elmf_figure(data: dict, title: str):
-    fig, axes = plt.subplots(1, max(len(data), 1), figsize=(3.6 * max(len(data), 1), 3.3), squeeze=False,
-                             sharey=True)
+    n = max(len(data), 1)
+    fig, axes = plt.subplots(1, n, figsize=(max(3.6 * n, 6.0), 3.4), squeeze=False, sharey=True)
     for ax, ((dataset, attack), roles) in zip(axes[0], data.items(), strict=False):
         ax.set_title(f"{attack.upper()} on {NAMES.get(dataset, dataset)}", fontsize=11)
         ax.set_xlabel("EPIC iteration")
@@ -48,20 +48,23 @@ def elmf_figure(data: dict, title: str):
             name, color = ROLES[role]
             x = np.arange(1, values.shape[1] + 1)
             mean, std = values.mean(0), values.std(0, ddof=1) if len(values) > 1 else np.zeros(values.shape[1])
-            ax.plot(x, mean, marker="o", ms=3, color=color, label=f"{name} (n={len(values)})")
+            ax.plot(x, mean, marker="o", ms=3, color=color, label=name)
             ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.18, lw=0)
         ax.set_xticks(x)
         ax.set_ylim(-3, 103)
         ax.legend(fontsize=8, loc="upper left")
     axes[0][0].set_ylabel("ELMF (% of the role removed)")
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(title, fontsize=10, wrap=True)
     fig.tight_layout()
     return fig
 
 
 def render(table, jobs, store, out_dir: Path) -> Path:
     """Draw `table` (a kind: figure config) from its jobs' results into out_dir/<name>.png."""
-    fig = elmf_figure(curves(jobs, store), f"{table.title} (mean ± std over seeds)")
+    data = curves(jobs, store)
+    seeds = sorted({len(v) for roles in data.values() for v in roles.values()})
+    fig = elmf_figure(data, f"{table.name}: ELMF per group over EPIC's iterations, mean ± std over "
+                            f"{'/'.join(map(str, seeds)) or 'no'} seed(s)")
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{table.name}.png"
     tmp = path.with_suffix(".tmp.png")

@@ -178,3 +178,17 @@ def test_smoke_epic_targets(tmp_path):
     _smoke(tmp_path, "table10", "attack.rate=0.001")
     out = _smoke(tmp_path, "table12")
     assert "STANDARD" in out and "IDEAL" in out
+
+
+def test_figure1_draws_one_panel_per_setting_with_seed_bands(tmp_path):
+    from artifact import figures
+
+    curve = [{"iteration": i, "epoch": i, "poisons": 20.0 * i, "lrg1": 18.0 * i, "hrg": 1.0 * i} for i in (1, 2, 3)]
+    jobs = [SimpleNamespace(id=f"{a}{s}", labels={"dataset": "waterbirds", "attack": a, "seed": s})
+            for a in ("dlbd", "sa") for s in range(3)]
+    store = SimpleNamespace(load_result=lambda jid: None if jid == "sa2" else {"metrics": {"elmf_curve": curve}})
+    data = figures.curves(jobs, store)
+    assert data[("waterbirds", "dlbd")]["poisons"].shape == (3, 3) and data[("waterbirds", "sa")]["lrg1"].shape == (2, 3)
+    table = SimpleNamespace(name="figure1", title="Figure 1")
+    path = figures.render(table, jobs, store, tmp_path)
+    assert path == tmp_path / "figure1.png" and path.stat().st_size > 10_000
