@@ -66,3 +66,10 @@ def test_counted_keys_are_the_keys_the_store_writes(tmp_path):
     ident = next(s for s in job_stages(job.cfg) if s.kind == "jtt-id")
     assert store.stage_path(ident.kind, ident.key).is_file()
     assert "1 done" in plan({"table2": [job]}, store, {})[0]
+
+
+def test_dry_run_prints_cost_per_target_and_its_assumptions(run_cli, tmp_path):
+    code, out, _ = run_cli("table2", "--preset", "smoke", "--dry-run", "--results", str(tmp_path))
+    assert code == 0
+    assert "table2" in out and "stages cached" in out and "assumes:" in out
+    assert not (tmp_path / "jobs").exists()  # a dry run computes nothing
