@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -204,6 +203,15 @@ def _pss_mb(pid: int) -> float:
     return 0.0
 
 
+def _status_mb(field: str) -> float:
+    """A /proc/self/status size. VmHWM is this process's own peak RSS; getrusage's ru_maxrss is not: it
+    keeps the peak of the process it was forked from across exec, i.e. the parent bench's."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def child(args, root: Path) -> None:
     b = Bench(args, root)
     model = b.model()
@@ -213,7 +221,7 @@ def child(args, root: Path) -> None:
         b.ours_train(model, steps)
     else:
         workers_mb = b.naive_train(model, steps, measure_workers=True)
-    print(json.dumps({"rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    print(json.dumps({"rss_mb": round(_status_mb("VmHWM"), 1),
                       "workers_pss_mb": round(workers_mb, 1),
                       "cuda_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if b.rt.cuda else None}))
 
