@@ -58,6 +58,8 @@ class Context:
             self.data, self.attack_info = self.attack.poison_with_context(self, self.attack_params, self.seed("poison"))
         else:
             self.data, self.attack_info = self.attack.poison(clean, self.attack_params, self.seed("poison"))
+        if rt.cuda and self.data.nbytes < 0.5 * torch.cuda.mem_get_info(rt.device)[0]:
+            self.data = self.data.to(rt.device)  # keep uint8 images on the GPU when they fit
 
     def seed(self, *tags) -> int:
         return derive_seed(self.base_key, self.cfg["model"], [asdict(t) if hasattr(t, "__dataclass_fields__")

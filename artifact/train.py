@@ -115,6 +115,7 @@ def train(
     opt = make_optimizer(model, cfg)
     recorded = torch.full((len(split),), -1, dtype=torch.long) if record_epoch is not None else None
     history, best = [], (None, -1, None)
+    y_all = split.y.to(rt.device)  # once, not a blocking copy per batch
     for epoch in range(cfg.epochs):
         if reindex is not None:
             new_index = reindex(epoch, model)
@@ -124,7 +125,7 @@ def train(
         for start in range(0, len(order), cfg.batch_size):
             bi = order[start : start + cfg.batch_size]
             x = _to_input(split.x(bi), rt)
-            y = split.y[bi].to(rt.device)
+            y = y_all[bi]
             with _autocast(rt):
                 logits = model(x)
             if recorded is not None and epoch == record_epoch:

@@ -39,7 +39,12 @@ class Images:
         return Images([*self.parts, extra.to(self.parts[0].device)])
 
     def to(self, device) -> Images:
-        return Images([p.to(device) for p in self.parts])
+        """One contiguous part on `device`: gathering a batch is then a single index, no host sync."""
+        return Images([torch.cat(self.parts).to(device) if len(self.parts) > 1 else self.parts[0].to(device)])
+
+    @property
+    def nbytes(self) -> int:
+        return sum(p.numel() * p.element_size() for p in self.parts)
 
     def __getitem__(self, rows: torch.Tensor) -> torch.Tensor:
         if len(self.parts) == 1:
@@ -144,6 +149,15 @@ class GroupData:
 
     def with_train(self, train: Split) -> GroupData:
         return replace(self, train=train)
+
+    def to(self, device) -> GroupData:
+        """Images of every split on `device` (labels stay on the host for cheap indexing)."""
+        moved = {s: replace(self.split(s), images=self.split(s).images.to(device)) for s in ("train", "val", "test")}
+        return replace(self, **moved)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(self.split(s).images.nbytes for s in ("train", "val", "test"))
 
 
 def load_dataset(cfg, data_root: str | None) -> GroupData:
