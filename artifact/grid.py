@@ -31,7 +31,7 @@ class TableCfg:
     rows: tuple[str, ...]
     metrics: tuple[str, ...]
     grid: tuple[dict, ...]
-    headers: dict = field(default_factory=dict)  # metric -> column header (default: upper-case name)
+    headers: dict = field(default_factory=dict)  # row or metric -> column header (default: upper-case name)
     kind: str = "table"  # table | figure
 
 

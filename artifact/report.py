@@ -87,7 +87,7 @@ def render(table, agg: pd.DataFrame, tablefmt: str = "github") -> str:
         prev = labels
         cells = {r.metric: fmt_cell(r.mean, r.std, r.n, r.n_expected) for r in block.itertuples()}
         lines.append([*shown, *(cells[m] for m in table.metrics)])
-    headers = [c.upper() for c in table.rows] + [table.headers.get(m, m.upper()) for m in table.metrics]
+    headers = [table.headers.get(c, c.upper()) for c in table.rows + table.metrics]
     return tabulate(lines, headers=headers, tablefmt=tablefmt, disable_numparse=True)
 
 
