@@ -52,7 +52,7 @@ def elmf_figure(data: dict, title: str):
             ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.18, lw=0)
         ax.set_xticks(x)
         ax.set_ylim(-3, 103)
-        ax.legend(fontsize=8, loc="upper left")
+        ax.legend(fontsize=8, loc="center right")
     axes[0][0].set_ylabel("ELMF (% of the role removed)")
     fig.suptitle(title, fontsize=10, wrap=True)
     fig.tight_layout()
