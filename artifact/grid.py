@@ -33,6 +33,7 @@ class TableCfg:
     grid: tuple[dict, ...]
     headers: dict = field(default_factory=dict)  # row or metric -> column header (default: upper-case name)
     kind: str = "table"  # table | figure
+    decimals: int = 1  # digits shown in the printed table (the CSV keeps 4)
 
 
 @dataclass(frozen=True)
@@ -131,13 +132,23 @@ def resolve(point: dict, preset: Preset, where: str) -> dict:
     }
 
 
+def _replace_axis(values, replacement):
+    """A preset's replacement of a table axis: a list replaces the values, a mapping maps each one
+    (so one block's values are rescaled without adding them to another block)."""
+    if not isinstance(replacement, dict):
+        return replacement
+    values = values if isinstance(values, list) else [values]
+    lookup = {str(k): v for k, v in replacement.items()}
+    return [lookup.get(str(v), v) for v in values]
+
+
 def expand(table: TableCfg, preset: Preset, seeds: int | None = None) -> list[Job]:
     """All jobs of `table` under `preset`, in grid order, seed innermost."""
     n_seeds = seeds if seeds is not None else preset.seeds
     replaced = preset.tables.get(table.name, {}) or {}
     jobs, seen = [], set()
     for i, block in enumerate(table.grid):
-        block = {**block, **{k: v for k, v in replaced.items() if k in block}}
+        block = {**block, **{k: _replace_axis(block[k], v) for k, v in replaced.items() if k in block}}
         axes = list(block)
         values = [v if isinstance(v, list) else [v] for v in block.values()]
         for combo in itertools.product(*values):

@@ -28,21 +28,25 @@ def metric_value(metrics: dict, path: str):
 
 
 def collect(table, jobs, store) -> pd.DataFrame:
-    """One row per job: its row labels, seed, and each metric of the table (NaN when not finished)."""
+    """One row per job: its row labels, seed, whether it finished, and each metric (NaN when absent)."""
     records = []
     for job in jobs:
         result = store.load_result(job.id)
         row = {k: job.labels[k] for k in table.rows}
         row["seed"] = job.labels["seed"]
+        row["done"] = result is not None
         for m in table.metrics:
             v = metric_value(result["metrics"], m) if result else None
             row[m] = float(v) if v is not None else math.nan
         records.append(row)
-    return pd.DataFrame.from_records(records, columns=[*table.rows, "seed", *table.metrics])
+    return pd.DataFrame.from_records(records, columns=[*table.rows, "seed", "done", *table.metrics])
 
 
 def aggregate(table, df: pd.DataFrame, n_seeds: int) -> pd.DataFrame:
-    """Long format: row labels, metric, mean, std (ddof=1; NaN with one seed), n, n_expected."""
+    """Long format: row labels, metric, mean, std (ddof=1; NaN with one seed), n, n_expected, na.
+
+    `na` marks a metric that every finished seed lacks by design (e.g. LRG-2 on CelebA): shown as n/a.
+    """
     out = []
     keys = list(dict.fromkeys(tuple(r) for r in df[list(table.rows)].itertuples(index=False)))
     for key in keys:
@@ -50,21 +54,25 @@ def aggregate(table, df: pd.DataFrame, n_seeds: int) -> pd.DataFrame:
         block = df[mask]
         for m in table.metrics:
             vals = block[m].dropna()
+            finished = int(block["done"].sum())
             out.append({
                 **dict(zip(table.rows, key, strict=True)),
                 "metric": m,
                 "mean": float(vals.mean()) if len(vals) else math.nan,
                 "std": float(vals.std(ddof=1)) if len(vals) > 1 else math.nan,
-                "n": len(vals),
+                "n": finished if not len(vals) else len(vals),
                 "n_expected": n_seeds,
+                "na": finished > 0 and not len(vals),
             })
     return pd.DataFrame(out)
 
 
-def fmt_cell(mean: float, std: float, n: int, n_expected: int) -> str:
+def fmt_cell(mean: float, std: float, n: int, n_expected: int, na: bool = False, decimals: int = 1) -> str:
     if n == 0:
         return "MISSING"
-    text = f"{mean:.1f}" if math.isnan(std) else f"{mean:.1f} ± {std:.1f}"
+    if na:
+        return "n/a"
+    text = f"{mean:.{decimals}f}" if math.isnan(std) else f"{mean:.{decimals}f} ± {std:.{decimals}f}"
     return text if n == n_expected else f"{text} ({n}/{n_expected} seeds)"
 
 
@@ -85,7 +93,7 @@ def render(table, agg: pd.DataFrame, tablefmt: str = "github") -> str:
                     break
                 shown[i] = ""
         prev = labels
-        cells = {r.metric: fmt_cell(r.mean, r.std, r.n, r.n_expected) for r in block.itertuples()}
+        cells = {r.metric: fmt_cell(r.mean, r.std, r.n, r.n_expected, r.na, table.decimals) for r in block.itertuples()}
         lines.append([*shown, *(cells[m] for m in table.metrics)])
     headers = [table.headers.get(c, c.upper()) for c in table.rows + table.metrics]
     return tabulate(lines, headers=headers, tablefmt=tablefmt, disable_numparse=True)

@@ -81,3 +81,22 @@ def test_filtered_run_skips_rows_outside_the_filter(golden_env, run_cli):
     assert "SKIPPED jtt waterbirds dlbd worst wga: not in the filtered grid (--only)" in out
     assert "SKIPPED amplification-boosts-asr" in out
     assert "PASS    jtt waterbirds dlbd ideal asr" in out
+
+
+def test_metric_absent_by_design_is_na_not_missing(golden_env):
+    from artifact import check, report
+    from artifact.config import CheckCfg
+    from artifact.grid import TableCfg
+
+    store, write = golden_env
+    write()
+    table = TableCfg(name="t", title="t", description="", rows=("method", "dataset", "attack", "case"),
+                     metrics=("wga", "idnf.lrg2"), grid=())
+    from artifact.config import load_preset
+    from artifact.grid import expand, load_table
+
+    jobs = expand(load_table("table2"), load_preset("paper"))
+    agg = report.aggregate(table, report.collect(table, jobs, store), 3)
+    assert "n/a" in report.render(table, agg)
+    ok, text, _ = check.run_checks("t", agg, CheckCfg(numbers=False, claims=False), "paper")
+    assert ok, text
