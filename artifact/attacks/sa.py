@@ -23,7 +23,7 @@ from artifact.train import predict
 class Params:
     rate: float = 0.02  # of the clean N_train
     # hrg: the largest group of the class without LRG-1 (DLBD's source group; Waterbirds landbird/land);
-    # lrg1: the lowest-represented group. See docs/deviations-section3.md for why hrg is the default.
+    # lrg1: the lowest-represented group. See docs/deviations.md for why hrg is the default.
     target: str = "hrg"
     source: str = "train"  # train: copies of training g* images | val: the validation split's g* images
 

@@ -58,7 +58,7 @@ def uniform_group_index(groups: torch.Tensor, seed: int) -> torch.Tensor:
     The official sampler draws N i.i.d. positions with weight 1/n_g per epoch; `train()` reshuffles one
     fixed multiset instead, so each group gets ceil(N / K) slots filled by cycling through its members
     in a seeded random order (every member appears floor or ceil times): the sampler's expected
-    composition without its draw-to-draw noise (docs/deviations-section3.md).
+    composition without its draw-to-draw noise (docs/deviations.md).
     """
     gen = torch.Generator().manual_seed(seed)
     present = torch.unique(groups)

@@ -10,7 +10,7 @@ def sparsefed_step(g: torch.Tensor, u: torch.Tensor, e: torch.Tensor, k: int, rh
 
     Returns (applied update, new u, new e). The selected coordinates are zeroed in e (error feedback) and
     in u (momentum factor masking); the index set is used, not "nonzero entries" as in the reference.
-    Server learning rate 1 (pseudo-gradients from local training). No clipping (docs/deviations-fl.md).
+    Server learning rate 1 (pseudo-gradients from local training). No clipping (docs/deviations.md).
     """
     u = rho * u + g
     e = e + u
