@@ -53,3 +53,14 @@ def test_preset_axis_mapping_rescales_each_block_separately():
     rates = {(j.labels["method"], j.labels["attack.rate"]) for j in jobs}
     assert {r for m, r in rates if m == "george"} == {0.001, 0.002}  # GEORGE keeps its two rates, scaled
     assert {r for m, r in rates if m == "jtt"} == {0.0004, 0.0006, 0.0008, 0.001, 0.002}
+
+
+def test_every_target_expands_under_every_preset():
+    from artifact.config import PRESETS
+    from artifact.grid import table_names
+
+    for preset_name in PRESETS:
+        preset = load_preset(preset_name)
+        for name in table_names():
+            jobs = expand(load_table(name), preset)
+            assert jobs and all(j.labels["seed"] < preset.seeds for j in jobs), (preset_name, name)
