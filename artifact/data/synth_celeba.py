@@ -10,11 +10,8 @@ so ERM takes the "male -> not blond" shortcut and LRG-1 is the hard group. LRG-2
 
 from __future__ import annotations
 
-import numpy as np
-import torch
-
-from artifact.data.base import DATASETS, GroupData, Split
-from artifact.data.synthetic import SYNTH_MEAN, SYNTH_STD, render_waterbirds, scaled_counts
+from artifact.data.base import DATASETS, GroupData
+from artifact.data.synthetic import build_synthetic, scaled_counts
 
 # Real CelebA counts (g0 not-blond female, g1 not-blond male, g2 blond female, g3 blond male).
 CELEBA_COUNTS = {
@@ -32,19 +29,5 @@ def synth_celeba_counts(scale: float) -> dict[str, tuple[int, ...]]:
 
 @DATASETS.register("synth-celeba")
 def synth_celeba(cfg, data_root=None) -> GroupData:
-    splits = {}
-    for k, (name, counts) in enumerate(synth_celeba_counts(cfg.scale).items()):
-        rng = np.random.default_rng([cfg.data_seed, 100 + k])
-        x, y, a = render_waterbirds(counts, cfg.size, rng)
-        splits[name] = Split.from_tensor(x, y, torch.as_tensor(a))
-    train = CELEBA_COUNTS["train"]
-    return GroupData(
-        name="synth-celeba",
-        **splits,
-        mean=SYNTH_MEAN,
-        std=SYNTH_STD,
-        lrg1=3,
-        lrg2=None,
-        hrg=(0, 1, 2),
-        train_group_weights=tuple(c / sum(train) for c in train),
-    )
+    return build_synthetic("synth-celeba", synth_celeba_counts(cfg.scale), cfg, 100, lrg1=3, lrg2=None,
+                           hrg=(0, 1, 2), weights_from=CELEBA_COUNTS["train"])

@@ -88,21 +88,26 @@ def scaled_counts(counts: tuple[int, ...], scale: float) -> tuple[int, ...]:
     return tuple(max(1, round(c * scale)) for c in counts)
 
 
+def build_synthetic(name: str, counts: dict, cfg, stream: int, lrg1: int, lrg2: int | None,
+                    hrg: tuple[int, ...], weights_from: tuple[int, ...]) -> GroupData:
+    """Render each split from its own seeded stream; `cfg.train_fraction` subsamples train (stratified)."""
+    from artifact.data.real import subsample
+
+    splits = {}
+    for k, (split, split_counts) in enumerate(counts.items()):
+        rng = np.random.default_rng([cfg.data_seed, stream + k])
+        x, y, a = render_waterbirds(split_counts, cfg.size, rng)
+        part = Split.from_tensor(x, y, a)
+        if split == "train" and cfg.train_fraction < 1:
+            rows = np.arange(len(part))
+            part = part.subset(torch.from_numpy(subsample(rows, part.g.numpy(), cfg.train_fraction, cfg.data_seed)))
+        splits[split] = part
+    return GroupData(name=name, **splits, mean=SYNTH_MEAN, std=SYNTH_STD, lrg1=lrg1, lrg2=lrg2, hrg=hrg,
+                     train_group_weights=tuple(c / sum(weights_from) for c in weights_from))
+
+
 @DATASETS.register("synth-waterbirds")
 def synth_waterbirds(cfg, data_root=None) -> GroupData:
-    splits = {}
-    for k, (name, counts) in enumerate(WATERBIRDS_COUNTS.items()):
-        rng = np.random.default_rng([cfg.data_seed, k])
-        x, y, a = render_waterbirds(scaled_counts(counts, cfg.scale), cfg.size, rng)
-        splits[name] = Split.from_tensor(x, y, a)
-    train = WATERBIRDS_COUNTS["train"]
-    return GroupData(
-        name="synth-waterbirds",
-        **splits,
-        mean=SYNTH_MEAN,
-        std=SYNTH_STD,
-        lrg1=2,
-        lrg2=1,
-        hrg=(0, 3),
-        train_group_weights=tuple(c / sum(train) for c in train),
-    )
+    counts = {s: scaled_counts(c, cfg.scale) for s, c in WATERBIRDS_COUNTS.items()}
+    return build_synthetic("synth-waterbirds", counts, cfg, 0, lrg1=2, lrg2=1, hrg=(0, 3),
+                           weights_from=WATERBIRDS_COUNTS["train"])
