@@ -40,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--only", action="append", default=[], metavar="KEY=VALUE", help="filter the grid")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--dry-run", action="store_true", help="show what would run; touch nothing")
+    p.add_argument("--real-data", action="store_true",
+                   help="read waterbirds/celeba from --data-root with the real loaders, whatever the preset's data")
     p.add_argument("--allow-count-mismatch", action="store_true",
                    help="accept real data whose per-group counts differ from the official release")
     p.add_argument("--executor", choices=("local", "slurm"), default=os.environ.get("OILWATER_EXECUTOR", "local"),
@@ -125,6 +127,8 @@ def _summaries(names, preset, args, store) -> bool:
 
 def _preset(args):
     preset = load_preset(args.preset)
+    if getattr(args, "real_data", False):  # e.g. a smoke run on files in the real layouts
+        preset = dataclasses.replace(preset, datasets={k: {**v, "name": k} for k, v in preset.datasets.items()})
     if getattr(args, "allow_count_mismatch", False):
         datasets = {k: {**v, "allow_count_mismatch": True} for k, v in preset.datasets.items()}
         preset = dataclasses.replace(preset, datasets=datasets)
