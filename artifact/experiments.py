@@ -25,7 +25,7 @@ from artifact.data import load_dataset
 from artifact.jobstate import running
 from artifact.methods import METHODS
 from artifact.models import build_model
-from artifact.stages import stage_key
+from artifact.stages import clean_cfg, stage_key
 from artifact.store import Store, content_hash, derive_seed
 from artifact.train import Runtime, predict, prepare, train
 
@@ -99,7 +99,7 @@ class Context:
         Its stages are keyed without the attack, so it is computed once and shared by every case and attack.
         """
         if self._reference is None:
-            cfg = {**self.cfg, "attack": {"name": "none", "params": {}}, "case": "standard"}
+            cfg = clean_cfg(self.cfg)
             method, params = _method(cfg)
             self._reference = method.run(Context(cfg, self.store, self.rt, self.data_root), params, "standard")
         return self._reference
