@@ -54,11 +54,22 @@ def _metrics(results: Path) -> dict:
     return {p.parent.name: json.loads(p.read_text())["metrics"] for p in results.glob("jobs/*/result.json")}
 
 
+def _ideal_job_id() -> str:
+    """The ideal case trains its own final model; worst may only load the one it shares with standard
+    and finish in a second, too fast to be cancelled mid-run."""
+    from artifact.config import load_preset
+    from artifact.grid import expand, filter_jobs, load_table
+
+    jobs = filter_jobs(expand(load_table("table2"), load_preset("smoke")), [*ONLY[1::2], "case=ideal"])
+    assert len(jobs) == 1
+    return jobs[0].id
+
+
 def _cancel_first_running(results: Path, proc, timeout: float = 300) -> tuple[str, str]:
-    """scancel the first job task seen inside `execute` (its running.json names its SLURM task)."""
-    deadline = time.time() + timeout
+    """scancel the ideal job's task once it is inside `execute` (its running.json names its SLURM task)."""
+    deadline, ideal = time.time() + timeout, _ideal_job_id()
     while time.time() < deadline and proc.poll() is None:
-        for marker in results.glob("jobs/*/running.json"):
+        for marker in results.glob(f"jobs/{ideal}/running.json"):
             try:
                 task = json.loads(marker.read_text()).get("slurm")
             except (OSError, json.JSONDecodeError):
