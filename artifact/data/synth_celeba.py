@@ -11,14 +11,9 @@ so ERM takes the "male -> not blond" shortcut and LRG-1 is the hard group. LRG-2
 from __future__ import annotations
 
 from artifact.data.base import DATASETS, GroupData
+from artifact.data.celeba import EXPECTED as CELEBA_COUNTS  # the real per-split, per-group counts
 from artifact.data.synthetic import build_synthetic, scaled_counts
 
-# Real CelebA counts (g0 not-blond female, g1 not-blond male, g2 blond female, g3 blond male).
-CELEBA_COUNTS = {
-    "train": (71629, 66874, 22880, 1387),
-    "val": (8535, 8276, 2874, 182),
-    "test": (9767, 7535, 2480, 180),
-}
 # Fraction of the real counts rendered at scale 1: train ~9.0k (LRG-1 76), val/test ~3k (LRG-1 27) on a CPU.
 SPLIT_FRACTION = {"train": 0.055, "val": 0.15, "test": 0.15}
 
