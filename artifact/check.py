@@ -155,12 +155,54 @@ def _describe(c: dict) -> str:
     return f"{side(c['left'])} − {side(c['right'])}" if c.get("right") else side(c["left"])
 
 
+# The quick preset's sanity ranges (shortened schedules: the paper's numbers are not expected, but a
+# working pipeline is): per row, on the job metrics below.
+RANGE_METRICS = ("wga", "asr", "asr_clean", "pred_min_share")
+MIN_SHARE = 1.0  # % of test predictions the least-predicted class must receive (not a constant predictor)
+BACKDOOR_GAP = 20.0  # points by which a backdoor's ASR must exceed the clean model's ...
+WORKING_ASR = 50.0  # ... in the rows where the paper's own ASR is at least this (the attack works there)
+RANGES_RULE = (f"sanity ranges: WGA > 0; least-predicted class >= {MIN_SHARE:g} % of test predictions; "
+               f"backdoor ASR >= clean model's + {BACKDOOR_GAP:g} where the paper's ASR >= {WORKING_ASR:g}")
+
+
+def check_ranges(ranges: pd.DataFrame, rows: list[str], expected: pd.DataFrame | None) -> list[Verdict]:
+    """Per row: WGA > 0, predictions not constant, and a backdoor far above a clean model's ASR."""
+    out = []
+    for key, block in ranges.groupby(rows, sort=False):
+        labels = dict(zip(rows, key if isinstance(key, tuple) else (key,), strict=True))
+        means = {r.metric: r.mean for r in block.itertuples() if r.n > 0 and math.isfinite(r.mean)}
+        what = " ".join(str(v) for v in labels.values())
+        if "wga" in means:
+            ok = means["wga"] > 0
+            out.append(Verdict("PASS" if ok else "FAIL", f"{what} wga", f"{means['wga']:.1f} (needs > 0)"))
+        if "pred_min_share" in means:
+            ok = means["pred_min_share"] >= MIN_SHARE
+            out.append(Verdict("PASS" if ok else "FAIL", f"{what} predictions",
+                               f"least-predicted class gets {means['pred_min_share']:.1f} % (needs >= {MIN_SHARE:g})"))
+        if "asr" in means and "asr_clean" in means:
+            paper = None
+            if expected is not None and set(labels) <= set(expected.columns):
+                cell = _select(expected, {**labels, "metric": "asr"})
+                paper = float(cell.iloc[0]["mean"]) if len(cell) == 1 else None
+            gap = means["asr"] - means["asr_clean"]
+            detail = f"ASR {means['asr']:.1f} − clean model's {means['asr_clean']:.1f} = {gap:.1f}"
+            if paper is None or math.isnan(paper) or paper < WORKING_ASR:
+                shown = "not reported" if paper is None or math.isnan(paper) else f"{paper:.1f}"
+                out.append(Verdict("SKIPPED", f"{what} backdoor", f"{detail}; the paper's ASR here is {shown}"))
+            else:
+                ok = gap >= BACKDOOR_GAP
+                out.append(Verdict("PASS" if ok else "FAIL", f"{what} backdoor",
+                                   f"{detail} (needs >= {BACKDOOR_GAP:g}; the paper's ASR {paper:.1f})"))
+    return out
+
+
 def run_checks(table: str, agg: pd.DataFrame, check_cfg, preset: str, where: Path | None = None,
-               filtered: bool = False):
+               filtered: bool = False, ranges: pd.DataFrame | None = None):
     """All verdicts and the report text; `ok` is False on any FAIL or MISSING.
 
     With `filtered` (a run restricted by --only), cells and claims whose rows are not in the grid at
     all are SKIPPED instead of MISSING; rows that are in the grid but unfinished stay MISSING.
+    `ranges` is the aggregate of RANGE_METRICS over the same rows, read when the preset checks ranges.
     """
     expected, claims = load_expected(table, where)
     seeds = int(agg["n_expected"].max()) if len(agg) else 0
@@ -169,6 +211,10 @@ def run_checks(table: str, agg: pd.DataFrame, check_cfg, preset: str, where: Pat
     if check_cfg.numbers and expected is not None:
         sections.append(("Cells vs the paper", check_numbers(agg, expected, check_cfg.k, check_cfg.floor, filtered)))
         rule.append(f"cells within {check_cfg.k:g}·sqrt(sd_paper² + sd_ours²) + {check_cfg.floor:g} pts")
+    if check_cfg.ranges and ranges is not None:
+        rows = [c for c in ranges.columns if c not in ("metric", "mean", "std", "n", "n_expected", "na")]
+        sections.append(("Sanity ranges", check_ranges(ranges, rows, expected)))
+        rule.append(RANGES_RULE)
     if check_cfg.claims and claims:
         sections.append(("The paper's claims", check_claims(agg, claims, filtered)))
         rule.append("the paper's claims")
@@ -185,5 +231,8 @@ def run_checks(table: str, agg: pd.DataFrame, check_cfg, preset: str, where: Pat
         lines += [f"  {v.line()}" for v in vs]
     skipped = sum(v.status == "SKIPPED" for v in verdicts)
     summary = ", ".join(f"{n} {s}" for s, n in counts.items()) + (f", {skipped} SKIPPED" if skipped else "")
-    lines.append(f"Summary: {summary} -> {'REPRODUCED' if ok else 'NOT REPRODUCED'}")
+    # Only a comparison with the paper can reproduce it; sanity alone (smoke, quick) says so.
+    judged = any(title in ("Cells vs the paper", "The paper's claims") for title, _ in sections)
+    words = ("REPRODUCED", "NOT REPRODUCED") if judged else ("SANE (no paper number or claim checked)", "NOT SANE")
+    lines.append(f"Summary: {summary} -> {words[0] if ok else words[1]}")
     return ok, "\n".join(lines), verdicts

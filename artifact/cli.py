@@ -116,7 +116,11 @@ def _summaries(names, preset, args, store) -> bool:
             print(f"figure: {figures.render(table, jobs, store, out_dir)}")
         print(f"\n{table.title}\n(preset {args.preset}; mean ± std over seeds, ddof=1)\n")
         print(report.render(table, agg))
-        ok, text, _ = check.run_checks(name, agg, preset.check, args.preset, filtered=bool(args.only))
+        ranges = None
+        if preset.check.ranges:
+            probe = dataclasses.replace(table, metrics=check.RANGE_METRICS)
+            ranges = report.aggregate(probe, report.collect(probe, jobs, store), n_seeds)
+        ok, text, _ = check.run_checks(name, agg, preset.check, args.preset, filtered=bool(args.only), ranges=ranges)
         from artifact.store import atomic_write_text
 
         atomic_write_text(out_dir / f"{name}.check.txt", text + "\n")

@@ -145,6 +145,7 @@ class CheckCfg:
     claims: bool = True  # the paper's qualitative statements
     k: float = 2.0  # cell passes if |ours - paper| <= k * sqrt(sd_paper^2 + sd_ours^2) + floor
     floor: float = 1.0  # absolute slack in percentage points
+    ranges: bool = False  # sanity ranges on each row (check.check_ranges): the quick preset's verdict
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,9 @@ class Preset:
     attacks: dict  # attack -> params mapping; "by_dataset" as above
     check: CheckCfg = field(default_factory=CheckCfg)
     tables: dict = field(default_factory=dict)  # table -> {axis: values} replacing a table's axis values
+    # A TrainCfg mapping: backdoor jobs also train ERM with it on the clean data and record the attack's
+    # success there (metrics.asr_clean), the baseline of the quick preset's "ASR far above clean" range.
+    clean_baseline: dict = field(default_factory=dict)
 
 
 def load_preset(name: str, configs: Path | None = None) -> Preset:

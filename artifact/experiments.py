@@ -84,7 +84,8 @@ class Context:
         pred = predict(model, split, self.rt).argmax(1)
         ga = metrics.group_acc(pred, split.y, split.g)
         return {"acc": metrics.acc(pred, split.y), "wga": metrics.wga(ga), "group_acc": ga,
-                "acc_adj": metrics.adjusted_acc(ga, self.data.train_group_weights)}
+                "acc_adj": metrics.adjusted_acc(ga, self.data.train_group_weights),
+                "pred_min_share": metrics.min_class_share(pred)}
 
     def evaluate(self, model) -> dict:
         """Test metrics of `model`: ACC, per-group accuracy, WGA, and the attack's success."""
@@ -103,6 +104,18 @@ class Context:
             method, params = _method(cfg)
             self._reference = method.run(Context(cfg, self.store, self.rt, self.data_root), params, "standard")
         return self._reference
+
+    def clean_asr(self, cfg: TrainCfg) -> float:
+        """The attack's success on ERM trained with `cfg` on the clean data: what a backdoor's ASR is
+        compared with (a clean model also misclassifies some triggered inputs or targets).
+
+        The model is a stage keyed without the attack, so every case, method and attack of a seed shares it.
+        """
+        clean = Context({**clean_cfg(self.cfg), "method": {"name": "erm", "params": {}}}, self.store, self.rt,
+                        self.data_root)
+        out = clean.fit_evaluate(cfg, tag="clean-baseline", keep_model=True)
+        model = self.load_model(out["state_dict"], "clean-baseline")
+        return self.attack.success(model, self.data, self.attack_params, self.attack_info, self.rt)["asr"]
 
     def rates(self, flags: torch.Tensor) -> dict:
         """Share of each ground-truth role (poisons, LRG-1, LRG-2, HRG) among `flags` (IDNF / ELMF)."""
@@ -209,6 +222,8 @@ def execute(cfg: dict, results: str, rt: dict, data_root: str | None = None, git
             method, params = _method(cfg)
             ctx = Context(cfg, store, runtime, data_root)
             out = method.run(ctx, params, cfg["case"])
+            if "clean_baseline" in cfg:
+                out["asr_clean"] = ctx.clean_asr(build(TrainCfg, cfg["clean_baseline"], "clean_baseline"))
         except Exception as e:
             return _failure(store, jid, "error.txt", e)
         result = {

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from artifact.attacks import ATTACKS
-from artifact.config import DatasetCfg, ModelCfg, Preset, build, config_dir, read_yaml
+from artifact.config import DatasetCfg, ModelCfg, Preset, TrainCfg, build, config_dir, read_yaml
 from artifact.errors import UserError
 from artifact.methods import METHODS
 from artifact.store import content_hash
@@ -122,7 +122,7 @@ def resolve(point: dict, preset: Preset, where: str) -> dict:
         if "." in axis:
             section, *path = axis.split(".")
             _set_dotted(raw[section], path, value, f"{where}.{axis}")
-    return {
+    cfg = {
         "dataset": asdict(build(DatasetCfg, raw["dataset"], f"{where}: dataset")),
         "model": asdict(build(ModelCfg, raw["model"], f"{where}: model")),
         "attack": {"name": point["attack"], "params": asdict(build(attack.Params, raw["attack"], f"{where}: attack"))},
@@ -130,6 +130,9 @@ def resolve(point: dict, preset: Preset, where: str) -> dict:
         "case": case,
         "seed": point["seed"],
     }
+    if preset.clean_baseline and getattr(attack, "backdoor", False):  # only then: other presets' hashes stay
+        cfg["clean_baseline"] = asdict(build(TrainCfg, preset.clean_baseline, f"{where}: clean_baseline"))
+    return cfg
 
 
 def _replace_axis(values, replacement):

@@ -27,6 +27,12 @@ def wga(group_accs) -> float:
     return float(np.nanmin(group_accs))
 
 
+def min_class_share(pred, n_classes: int = 2) -> float:
+    """% of predictions going to the least-predicted class: 0 for a constant predictor."""
+    pred = _np(pred)
+    return float(100.0 * np.bincount(pred, minlength=n_classes).min() / len(pred)) if len(pred) else float("nan")
+
+
 def adjusted_acc(group_accs, weights) -> float:
     """Average of group accuracies weighted by train proportions (the Waterbirds convention)."""
     return float(np.dot(np.nan_to_num(group_accs), weights))

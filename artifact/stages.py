@@ -74,6 +74,9 @@ def job_stages(cfg: dict) -> list[Stage] | None:
         if hasattr(attack, "stages"):
             out += attack.stages(cfg, build(attack.Params, cfg["attack"]["params"], "attack.params"))
     out += method.stages(cfg, params, cfg["case"])
+    if "clean_baseline" in cfg:  # Context.clean_asr's ERM model on the clean data
+        out.append(fit_stage(clean_cfg(cfg), build(TrainCfg, cfg["clean_baseline"], "clean_baseline"), {"all": True},
+                             tag="clean-baseline", keep_model=True))
     if getattr(attack, "needs_reference", False):
         out += method.stages(clean_cfg(cfg), params, "standard")
     return out

@@ -16,7 +16,7 @@ def test_smoke_table2_through_the_real_loader(tmp_path, monkeypatch, run_cli):
     code, out, err = run_cli("table2", "--preset", "smoke", "--real-data", "--data-root", str(root),
                              "--allow-count-mismatch", "--results", str(tmp_path / "results"), *ONLY)
     assert code == 0, err
-    assert "REPRODUCED" in out
+    assert "-> SANE" in out
     results = [json.loads(p.read_text()) for p in (tmp_path / "results" / "jobs").glob("*/result.json")]
     assert len(results) == 3 and all(r["config"]["dataset"]["name"] == "waterbirds" for r in results)
 

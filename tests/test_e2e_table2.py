@@ -49,7 +49,7 @@ def test_smoke_run_resume_and_determinism(tmp_path):
     done = _results(killed)
     assert set(done) == {j.id for j in jobs}
     assert all((killed / "jobs" / k / "result.json").stat().st_mtime_ns == t for k, t in mtimes.items())
-    assert "REPRODUCED" in out and "| JTT" in out
+    assert "-> SANE" in out and "| JTT" in out
     # 2. The same configs and seeds from scratch give identical numbers on the CPU.
     fresh = tmp_path / "fresh"
     again = _cli(fresh)

@@ -74,4 +74,4 @@ def test_smoke_table11(tmp_path):
     cmd = [sys.executable, "-m", "artifact", "table11", "--preset", "smoke", "--results", str(tmp_path)]
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "POISONS" in out.stdout and "REPRODUCED" in out.stdout
+    assert "POISONS" in out.stdout and "-> SANE" in out.stdout

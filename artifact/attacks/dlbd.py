@@ -52,6 +52,7 @@ def source_group(data) -> int:
 class DLBD:
     Params = Params
     needs_reference = False
+    backdoor = True
 
     def poison(self, data, params: Params, seed: int):
         train = data.train

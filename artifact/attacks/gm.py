@@ -186,6 +186,7 @@ def _surrogate(ctx, params: Params) -> dict:
 class GM:
     Params = Params
     needs_reference = False
+    backdoor = True
 
     def _brew(self, ctx, params: Params, seed: int) -> dict:
         data, dev = ctx.data, ctx.rt.device
