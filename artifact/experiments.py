@@ -71,9 +71,9 @@ class Context:
     def _stage_key(self, extra: dict) -> dict:
         return stage_key(self.cfg, extra)
 
-    def stage_path(self, kind: str, extra: dict):
-        """Where stage `kind` lives; a long stage keeps its resumable partial state beside it (FL rounds)."""
-        return self.store.stage_path(kind, self._stage_key(extra))
+    def partial_path(self, kind: str, extra: dict):
+        """Where stage `kind` keeps its resumable partial state (train()'s checkpoint, FL rounds)."""
+        return self.store.partial_path(kind, self._stage_key(extra))
 
     def new_model(self, tag: str):
         torch.manual_seed(self.seed("init", tag))
@@ -147,7 +147,8 @@ class Context:
         def compute():
             model = self.new_model(tag)
             out = train(model, train_split, cfg, self.seed(tag, cfg), self.rt, index=index,
-                        select=select or self.val_wga_select, loss_fn=loss_fn, reindex=reindex)
+                        select=select or self.val_wga_select, loss_fn=loss_fn, reindex=reindex,
+                        checkpoint=self.partial_path("fit", key))
             result = {**self.evaluate(model), "best_epoch": out["best_epoch"], "history": out["history"],
                       "train_size": len(index)}
             if reindex is not None:

@@ -101,6 +101,10 @@ class Store:
     def stage_path(self, kind: str, key: dict) -> Path:
         return self.root / "stages" / kind / f"{content_hash(key)}.pt"
 
+    def partial_path(self, kind: str, key: dict) -> Path:
+        """Where the stage's computation keeps its resumable state (train()'s last epoch, FL's last round)."""
+        return self.stage_path(kind, key).with_suffix(".partial.pt")
+
     def has_stage(self, kind: str, key: dict) -> bool:
         return self.stage_path(kind, key).is_file()
 
@@ -114,5 +118,6 @@ class Store:
                     buf = io.BytesIO()
                     torch.save({"key": canonical(key), "value": value}, buf)
                     atomic_write_bytes(path, buf.getvalue())
+                    self.partial_path(kind, key).unlink(missing_ok=True)  # only once the stage is safely stored
                     return value
         return torch.load(path, map_location="cpu", weights_only=True)["value"]

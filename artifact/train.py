@@ -7,14 +7,17 @@ channels_last, on the CPU it is deterministic for a given seed.
 from __future__ import annotations
 
 import copy
+import io
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from artifact.config import TrainCfg
+from artifact.store import atomic_write_bytes
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,7 @@ def train(
     record_epoch: int | None = None,
     loss_fn: Callable | None = None,
     reindex: Callable | None = None,
+    checkpoint: Path | None = None,
 ) -> dict:
     """Train `model` in place on `split` (sample positions `index` per epoch, default all once).
 
@@ -108,6 +112,9 @@ def train(
     `loss_fn(logits, y, batch_idx)` replaces the mean cross-entropy (group DRO, weighting).
     `reindex(epoch, model)`, called before each epoch, may return the positions to train on from then on
     (EPIC's pruning); None keeps the current ones.
+    With `checkpoint`, everything the next epoch depends on is saved there after each epoch, and a run
+    that finds it resumes after its last finished epoch with the same numbers as an uninterrupted run
+    (a preempted or scancel-ed SLURM job loses at most one epoch); the store removes it with the stage.
     """
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -115,8 +122,20 @@ def train(
     opt = make_optimizer(model, cfg)
     recorded = torch.full((len(split),), -1, dtype=torch.long) if record_epoch is not None else None
     history, best = [], (None, -1, None)
+    hooks = [h for h in (loss_fn, reindex) if hasattr(h, "state_dict")]  # stateful: group DRO's q, EPIC's removals
+    start = 0
+    if checkpoint is not None and checkpoint.is_file():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        gen.set_state(state["gen"])
+        torch.set_rng_state(state["rng"])
+        history, best, index, recorded = state["history"], tuple(state["best"]), state["index"], state["recorded"]
+        for hook, hook_state in zip(hooks, state["hooks"], strict=True):
+            hook.load_state_dict(hook_state)
+        start = state["epoch"] + 1
     y_all = split.y.to(rt.device)  # once, not a blocking copy per batch
-    for epoch in range(cfg.epochs):
+    for epoch in range(start, cfg.epochs):
         if reindex is not None:
             new_index = reindex(epoch, model)
             index = index if new_index is None else new_index
@@ -139,6 +158,13 @@ def train(
             history.append({"epoch": epoch, **info})
             if best[0] is None or score > best[0]:
                 best = (score, epoch, copy.deepcopy(model.state_dict()))
+        if checkpoint is not None and epoch + 1 < cfg.epochs:
+            state = {"epoch": epoch, "model": model.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
+                     "rng": torch.get_rng_state(), "history": history, "best": list(best), "index": index,
+                     "recorded": recorded, "hooks": [h.state_dict() for h in hooks]}
+            buf = io.BytesIO()
+            torch.save(state, buf)
+            atomic_write_bytes(checkpoint, buf.getvalue())
     if best[2] is not None:
         model.load_state_dict(best[2])
     return {"history": history, "best_epoch": best[1], "train_pass_pred": recorded}

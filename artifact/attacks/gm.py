@@ -177,7 +177,8 @@ def _surrogate(ctx, params: Params) -> dict:
     def compute():
         torch.manual_seed(derive_seed(key, "init"))
         model = prepare(build_model(ctx.model_cfg, ctx.data.mean, ctx.data.std), ctx.rt)
-        train(model, ctx.data.train, params.surrogate, derive_seed(key, "train"), ctx.rt)
+        train(model, ctx.data.train, params.surrogate, derive_seed(key, "train"), ctx.rt,
+              checkpoint=ctx.store.partial_path("gm-surrogate", key))
         return {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}}
 
     return ctx.store.stage("gm-surrogate", key, compute)

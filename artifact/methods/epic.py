@@ -77,6 +77,12 @@ class Pruner:
         self.removed_at[drop & (self.removed_at < 0)] = epoch
         return (self.removed_at < 0).nonzero().squeeze(1)
 
+    def state_dict(self) -> dict:  # train()'s checkpoint: removals are permanent across a resume
+        return {"removed_at": self.removed_at}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.removed_at = state["removed_at"]
+
     def summary(self) -> dict:
         return {"removed_at": self.removed_at, "selection_epochs": self.epochs}
 

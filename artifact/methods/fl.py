@@ -49,7 +49,7 @@ class FL:
     def _simulate(self, ctx, fed: FedCfg, agg: AggCfg) -> dict:
         key = {"fed": asdict(fed), "agg": agg.key()}
 
-        ckpt = ctx.stage_path("fl", key).with_suffix(".rounds.pt")
+        ckpt = ctx.partial_path("fl", key)
         # The minority groups: everything but the highest-represented groups (Waterbirds: LRG-1 and LRG-2).
         minority = torch.tensor([g for g in range(N_GROUPS) if g not in ctx.data.hrg])
 
@@ -62,9 +62,7 @@ class FL:
             return {"test": ctx.evaluate(model), "history": out["history"],
                     "client_sizes": [len(p) for p in parts], "minority_holders": holders}
 
-        result = ctx.stage("fl", key, compute)
-        ckpt.unlink(missing_ok=True)  # only once the finished stage is safely stored
-        return result
+        return ctx.stage("fl", key, compute)
 
     def prepare(self, ctx, params: Params) -> dict:
         return self._simulate(ctx, params.fed, BASELINE)

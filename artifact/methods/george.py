@@ -151,6 +151,10 @@ class George:
     Params = Params
     cases = ("worst", "standard", "ideal")
 
+    @staticmethod
+    def erm_key(params: Params) -> dict:
+        return {"erm": asdict(params.erm), "select": params.erm_select}
+
     def _erm(self, ctx, params: Params) -> dict:
         model = ctx.new_model(tag="george-erm")
 
@@ -158,7 +162,8 @@ class George:
             val = ctx.split_metrics(m, "val")
             return val[params.erm_select], {"val_acc_adj": val["acc_adj"], "val_acc": val["acc"], "val_wga": val["wga"]}
 
-        out = train(model, ctx.data.train, params.erm, ctx.seed("george-erm", params.erm), ctx.rt, select=select)
+        out = train(model, ctx.data.train, params.erm, ctx.seed("george-erm", params.erm), ctx.rt, select=select,
+                    checkpoint=ctx.partial_path("george-erm", self.erm_key(params)))
         return {"train_features": predict(model, ctx.data.train, ctx.rt, features=True),
                 "val_features": predict(model, ctx.data.val, ctx.rt, features=True),
                 "head_w": model.head.weight.detach().float().cpu(),
@@ -173,7 +178,7 @@ class George:
                                  params.k_max, params.n_init, seeds)
 
     def prepare(self, ctx, params: Params) -> dict:
-        erm_key = {"erm": asdict(params.erm), "select": params.erm_select}
+        erm_key = self.erm_key(params)
         erm = ctx.stage("george-erm", erm_key, lambda: self._erm(ctx, params))
         key = {**erm_key, "reduction": params.reduction, "cluster": params.cluster, "k_max": params.k_max,
                "n_init": params.n_init}
@@ -220,7 +225,7 @@ class George:
 
     def stages(self, cfg: dict, params: Params, case: str) -> list[Stage]:
         """ERM, clustering (both shared by the cases) and the case's group DRO model (artifact/stages.py)."""
-        erm_key = {"erm": asdict(params.erm), "select": params.erm_select}
+        erm_key = self.erm_key(params)
         erm = Stage("george-erm", stage_key(cfg, erm_key), train=params.erm, val_passes=params.erm.epochs + 1,
                     train_passes=1)
         key = {**erm_key, "reduction": params.reduction, "cluster": params.cluster, "k_max": params.k_max,

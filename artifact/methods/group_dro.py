@@ -41,6 +41,12 @@ class GroupDROLoss:
         self.adjustment = size_adjustment / counts.double().clamp(min=1).sqrt()
         self.log_q = torch.zeros(self.n_groups, dtype=torch.float64)
 
+    def state_dict(self) -> dict:  # train()'s checkpoint: the weights carry over epochs
+        return {"log_q": self.log_q}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.log_q = state["log_q"]
+
     @property
     def q(self) -> torch.Tensor:
         return torch.softmax(self.log_q, 0)

@@ -57,12 +57,13 @@ class JTT:
         model = ctx.new_model(tag="jtt-id")
         train_split = ctx.data.train
         seed = ctx.seed("jtt-id", params.id)
+        ckpt = ctx.partial_path("jtt-id", self.id_key(params))
         if params.error_pass == "train":
             cfg = replace(params.id, epochs=params.id.epochs + 1)
-            out = train(model, train_split, cfg, seed, ctx.rt, record_epoch=params.id.epochs)
+            out = train(model, train_split, cfg, seed, ctx.rt, record_epoch=params.id.epochs, checkpoint=ckpt)
             pred = out["train_pass_pred"]
         else:
-            train(model, train_split, params.id, seed, ctx.rt)
+            train(model, train_split, params.id, seed, ctx.rt, checkpoint=ckpt)
             pred = predict(model, train_split, ctx.rt).argmax(1)
         return {"error": pred != train_split.y, "id_test": ctx.evaluate(model)}
 
