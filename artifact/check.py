@@ -70,13 +70,18 @@ def load_expected(table: str, where: Path | None = None) -> tuple[pd.DataFrame |
     return numbers, items
 
 
+def _row_columns(agg: pd.DataFrame) -> list[str]:
+    """The row-label columns of an aggregate: those before `metric` (report.aggregate's layout)."""
+    return list(agg.columns)[: list(agg.columns).index("metric")]
+
+
 def sanity(agg: pd.DataFrame) -> list[Verdict]:
     """Every cell has all its seeds and a finite value within [-100, 100]."""
     out = []
     for r in agg.itertuples():
         if getattr(r, "na", False) and r.n >= r.n_expected:
             continue  # absent by design (n/a), e.g. LRG-2 on CelebA
-        labels = " ".join(str(v) for v in r[1 : 1 + list(agg.columns).index("metric")])  # dotted names: by position
+        labels = " ".join(str(v) for v in r[1 : 1 + len(_row_columns(agg))])  # dotted names: by position
         what = f"{labels} {r.metric}"
         if r.n < r.n_expected:
             out.append(Verdict("MISSING", what, f"{r.n}/{r.n_expected} seeds finished"))
@@ -212,8 +217,7 @@ def run_checks(table: str, agg: pd.DataFrame, check_cfg, preset: str, where: Pat
         sections.append(("Cells vs the paper", check_numbers(agg, expected, check_cfg.k, check_cfg.floor, filtered)))
         rule.append(f"cells within {check_cfg.k:g}·sqrt(sd_paper² + sd_ours²) + {check_cfg.floor:g} pts")
     if check_cfg.ranges and ranges is not None:
-        rows = [c for c in ranges.columns if c not in ("metric", "mean", "std", "n", "n_expected", "na")]
-        sections.append(("Sanity ranges", check_ranges(ranges, rows, expected)))
+        sections.append(("Sanity ranges", check_ranges(ranges, _row_columns(ranges), expected)))
         rule.append(RANGES_RULE)
     if check_cfg.claims and claims:
         sections.append(("The paper's claims", check_claims(agg, claims, filtered)))

@@ -111,8 +111,7 @@ class Context:
 
         The model is a stage keyed without the attack, so every case, method and attack of a seed shares it.
         """
-        clean = Context({**clean_cfg(self.cfg), "method": {"name": "erm", "params": {}}}, self.store, self.rt,
-                        self.data_root)
+        clean = Context(clean_cfg(self.cfg), self.store, self.rt, self.data_root)  # its stages ignore the method
         out = clean.fit_evaluate(cfg, tag="clean-baseline", keep_model=True)
         model = self.load_model(out["state_dict"], "clean-baseline")
         return self.attack.success(model, self.data, self.attack_params, self.attack_info, self.rt)["asr"]

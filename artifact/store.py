@@ -37,6 +37,13 @@ def derive_seed(*parts) -> int:
     return int(hashlib.sha256(canonical(parts).encode()).hexdigest()[:8], 16) & 0x7FFFFFFF
 
 
+def atomic_torch_save(path: Path, obj) -> None:
+    """torch.save to a temporary name, then rename: a reader never sees half a checkpoint or stage."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -115,9 +122,7 @@ class Store:
             with file_lock(path.with_suffix(".lock")):
                 if not path.is_file():
                     value = compute()
-                    buf = io.BytesIO()
-                    torch.save({"key": canonical(key), "value": value}, buf)
-                    atomic_write_bytes(path, buf.getvalue())
+                    atomic_torch_save(path, {"key": canonical(key), "value": value})
                     self.partial_path(kind, key).unlink(missing_ok=True)  # only once the stage is safely stored
                     return value
         return torch.load(path, map_location="cpu", weights_only=True)["value"]

@@ -7,7 +7,6 @@ channels_last, on the CPU it is deterministic for a given seed.
 from __future__ import annotations
 
 import copy
-import io
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from artifact.config import TrainCfg
-from artifact.store import atomic_write_bytes
+from artifact.store import atomic_torch_save
 
 
 @dataclass(frozen=True)
@@ -123,7 +122,7 @@ def train(
     recorded = torch.full((len(split),), -1, dtype=torch.long) if record_epoch is not None else None
     history, best = [], (None, -1, None)
     hooks = [h for h in (loss_fn, reindex) if hasattr(h, "state_dict")]  # stateful: group DRO's q, EPIC's removals
-    start = 0
+    first_epoch = 0
     if checkpoint is not None and checkpoint.is_file():
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
@@ -133,9 +132,9 @@ def train(
         history, best, index, recorded = state["history"], tuple(state["best"]), state["index"], state["recorded"]
         for hook, hook_state in zip(hooks, state["hooks"], strict=True):
             hook.load_state_dict(hook_state)
-        start = state["epoch"] + 1
+        first_epoch = state["epoch"] + 1
     y_all = split.y.to(rt.device)  # once, not a blocking copy per batch
-    for epoch in range(start, cfg.epochs):
+    for epoch in range(first_epoch, cfg.epochs):
         if reindex is not None:
             new_index = reindex(epoch, model)
             index = index if new_index is None else new_index
@@ -162,9 +161,7 @@ def train(
             state = {"epoch": epoch, "model": model.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
                      "rng": torch.get_rng_state(), "history": history, "best": list(best), "index": index,
                      "recorded": recorded, "hooks": [h.state_dict() for h in hooks]}
-            buf = io.BytesIO()
-            torch.save(state, buf)
-            atomic_write_bytes(checkpoint, buf.getvalue())
+            atomic_torch_save(checkpoint, state)
     if best[2] is not None:
         model.load_state_dict(best[2])
     return {"history": history, "best_epoch": best[1], "train_pass_pred": recorded}

@@ -9,7 +9,6 @@ checkpointed atomically after every round.
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ import torch
 from artifact.config import TrainCfg
 from artifact.defenses.federated.aggregators import AGGREGATORS, AggCfg
 from artifact.defenses.federated.flat import flatten, float_keys, param_mask, unflatten
-from artifact.store import atomic_write_bytes
+from artifact.store import atomic_torch_save
 from artifact.train import train
 
 
@@ -48,12 +47,6 @@ class FedCfg:
 
 def sample_clients(users: int, m: int, seed: int) -> list[int]:
     return torch.randperm(users, generator=torch.Generator().manual_seed(seed))[:m].tolist()
-
-
-def _save(path: Path, obj: dict) -> None:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
 
 
 def simulate(model, split, parts: list[torch.Tensor], fed: FedCfg, agg: AggCfg, seed: Callable[..., int], rt,
@@ -91,6 +84,6 @@ def simulate(model, split, parts: list[torch.Tensor], fed: FedCfg, agg: AggCfg, 
         due = evaluate is not None and fed.eval_every and ((t + 1) % fed.eval_every == 0 or t + 1 == fed.rounds)
         history.append({"round": t, "clients": clients, **(evaluate(model) if due else {})})
         if checkpoint is not None:
-            _save(checkpoint, {"round": t, "state": global_state, "server": server, "history": history})
+            atomic_torch_save(checkpoint, {"round": t, "state": global_state, "server": server, "history": history})
     model.load_state_dict(global_state)
     return {"state_dict": {k: v.cpu() for k, v in global_state.items()}, "history": history}
