@@ -44,7 +44,7 @@ class Runtime:
         else:
             torch.use_deterministic_algorithms(self.deterministic)
             # Deterministic mode also NaN-fills every new tensor, 15 % of a CPU training step; no kernel
-            # reads memory it has not written, so results are unchanged (tests/test_determinism.py).
+            # reads memory it has not written, so results are unchanged (tests/test_runtime.py).
             torch.utils.deterministic.fill_uninitialized_memory = False
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
