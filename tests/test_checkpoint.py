@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from artifact.config import ModelCfg, TrainCfg
-from artifact.data.base import Split
 from artifact.methods.group_dro import GroupDROLoss
 from artifact.models import build_model
 from artifact.store import Store
@@ -36,15 +35,6 @@ class DropTwo:
         self.dropped = state["dropped"]
 
 
-def _split(n=96):
-    gen = torch.Generator().manual_seed(0)
-    y = torch.randint(0, 2, (n,), generator=gen)
-    a = torch.randint(0, 2, (n,), generator=gen)
-    x = (torch.rand(n, 3, 16, 16, generator=gen) * 255).to(torch.uint8)
-    x[y == 1, :, :4, :4] = 255  # something to learn
-    return Split.from_tensor(x, y, a)
-
-
 def _run(split, checkpoint=None, kill_at=None):
     torch.manual_seed(0)
     model = prepare(build_model(ModelCfg(arch="smallcnn", width=4), (0.5,) * 3, (0.25,) * 3), RT)
@@ -63,8 +53,8 @@ def _run(split, checkpoint=None, kill_at=None):
 
 
 @pytest.mark.parametrize("kill_at", [1, 3, 4])
-def test_a_killed_run_resumes_to_the_same_numbers(tmp_path, kill_at):
-    split = _split()
+def test_a_killed_run_resumes_to_the_same_numbers(tmp_path, kill_at, toy_split):
+    split = toy_split()
     ref_state, ref_out, ref_q, ref_dropped = _run(split)
     ckpt = tmp_path / "fit.partial.pt"
     with pytest.raises(Killed):

@@ -4,7 +4,6 @@ import torch
 import torch.utils.deterministic
 
 from artifact.config import ModelCfg, TrainCfg
-from artifact.data.base import Split
 from artifact.models import build_model
 from artifact.train import Runtime, predict, prepare, train
 
@@ -19,12 +18,8 @@ def _fit(split, fill: bool):
     return model.state_dict(), predict(model, split, rt)
 
 
-def test_skipping_the_nan_fill_changes_no_number():
-    gen = torch.Generator().manual_seed(0)
-    y = torch.randint(0, 2, (64,), generator=gen)
-    x = (torch.rand(64, 3, 16, 16, generator=gen) * 255).to(torch.uint8)
-    x[y == 1, :, :4, :4] = 255
-    split = Split.from_tensor(x, y, torch.zeros(64, dtype=torch.long))
+def test_skipping_the_nan_fill_changes_no_number(toy_split):
+    split = toy_split(64)
     old = (torch.are_deterministic_algorithms_enabled(), torch.utils.deterministic.fill_uninitialized_memory,
            torch.get_num_threads())
     try:
