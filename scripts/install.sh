@@ -35,6 +35,8 @@ while [[ $# -gt 0 ]]; do
 done
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# Absolute, since the import check below runs from / (a relative VENV_DIR would name nothing there).
+[[ -z "$venv_dir" || "$venv_dir" == /* ]] || venv_dir="$PWD/$venv_dir"
 lock="$repo_root/requirements.lock"
 [[ -f "$lock" ]] || die "no requirements.lock at $lock"
 
