@@ -82,9 +82,10 @@ class Context:
     def split_metrics(self, model, split_name: str) -> dict:
         split = self.data.split(split_name)
         pred = predict(model, split, self.rt).argmax(1)
-        ga = metrics.group_acc(pred, split.y, split.g)
-        return {"acc": metrics.acc(pred, split.y), "wga": metrics.wga(ga), "group_acc": ga,
-                "acc_adj": metrics.adjusted_acc(ga, self.data.train_group_weights),
+        ga, w = metrics.group_acc(pred, split.y, split.g), self.data.train_group_weights
+        return {"acc": metrics.reported_acc(pred, split.y, ga, w, self.data.acc_weighted),
+                "acc_plain": metrics.acc(pred, split.y), "wga": metrics.wga(ga), "group_acc": ga,
+                "acc_adj": metrics.adjusted_acc(ga, w),
                 "pred_min_share": metrics.min_class_share(pred)}
 
     def evaluate(self, model) -> dict:

@@ -38,6 +38,11 @@ def adjusted_acc(group_accs, weights) -> float:
     return float(np.dot(np.nan_to_num(group_accs), weights))
 
 
+def reported_acc(pred, y, group_accs, weights, weighted: bool) -> float:
+    """ACC as the paper reports it: the train-weighted group average where the dataset says so, else plain."""
+    return adjusted_acc(group_accs, weights) if weighted else acc(pred, y)
+
+
 def asr_backdoor(pred_clean, pred_trigger, y, target: int) -> tuple[float, float]:
     """DLBD attack success on test samples whose true class is not the target.
 

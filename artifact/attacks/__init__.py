@@ -11,7 +11,19 @@ Each attack module registers an object with:
   preset with `clean_baseline` measures it on a clean model too (the quick preset's sanity range).
 """
 
+import math
+
+from artifact.errors import UserError
 from artifact.registry import Registry, import_all
 
 ATTACKS = Registry("attack")
+
+
+def poison_count(rate: float, n_train: int, key: str = "attack.rate") -> int:
+    """floor(rate * N): the paper's IDNF cells are attainable only with this count (docs/deviations.md)."""
+    n = math.floor(rate * n_train + 1e-9)  # 0.29 * 100 is 28.999...: the product is meant exactly
+    if n < 1:
+        raise UserError(f"{key}: {rate:g} x {n_train} training samples is less than one poison; raise {key}")
+    return n
+
 import_all(__name__, __path__)

@@ -1,19 +1,18 @@
 """DLBD: dirty-label backdoor with a white-square trigger (BadNets-style), attacks_defenses.md §1.
 
-ceil(rate * N_train) samples drawn (seeded) from the largest group of the class that is not LRG-1's,
+floor(rate * N_train) samples drawn (seeded) from the largest group of the class that is not LRG-1's,
 stamped with the trigger and relabelled to LRG-1's class, replacing the originals in place. They keep
 their true group and an `is_poison` flag for analysis only.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
 from artifact import metrics
-from artifact.attacks import ATTACKS
+from artifact.attacks import ATTACKS, poison_count
 from artifact.train import predict
 
 
@@ -56,7 +55,7 @@ class DLBD:
 
     def poison(self, data, params: Params, seed: int):
         train = data.train
-        n_poison = math.ceil(params.rate * len(train))
+        n_poison = poison_count(params.rate, len(train))
         pool = ((train.g == source_group(data)) & ~train.is_poison).nonzero().squeeze(1)
         gen = torch.Generator().manual_seed(seed)
         idx = pool[torch.randperm(len(pool), generator=gen)[:n_poison]].sort().values

@@ -1,6 +1,6 @@
 """GM: gradient matching (Witches' Brew, Geiping et al. 2021), shared/reference/attacks_defenses.md §3.
 
-Clean-label and targeted: perturb P = ceil(budget * N_train) LRG-1 training images within an l_inf ball
+Clean-label and targeted: perturb P = floor(budget * N_train) LRG-1 training images within an l_inf ball
 of eps/255 (pixel space) so that their clean-label training gradient on a surrogate points where the
 gradient of "classify the targets as LRG-1's class" points (loss 1 - cosine over all parameters).
 The surrogate is trained on the clean data and is shared by every attack setting on the same
@@ -11,13 +11,12 @@ steps of 1/255). Targets leave the clean test split; ASR = % of targets predicte
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
 
-from artifact.attacks import ATTACKS
+from artifact.attacks import ATTACKS, poison_count
 from artifact.config import TrainCfg
 from artifact.data.base import Split
 from artifact.errors import UserError
@@ -61,7 +60,7 @@ def milestones(iterations: int) -> list[int]:
 
 def select_bases(train: Split, group: int, budget: float, gen: torch.Generator) -> tuple[torch.Tensor, int]:
     """Seeded bases from `group` (sorted positions) and the requested count before the group-size cap."""
-    requested = math.ceil(budget * len(train))
+    requested = poison_count(budget, len(train), "attack.budget")
     pool = ((train.g == group) & ~train.is_poison).nonzero().squeeze(1)
     pick = pool[torch.randperm(len(pool), generator=gen)[: min(requested, len(pool))]]
     return pick.sort().values, requested

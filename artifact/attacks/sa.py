@@ -1,21 +1,23 @@
 """SA: subpopulation attack, FeatureMatch + label flipping (Jagielski et al. 2021), attacks_defenses.md §2.
 
-The subpopulation is one annotated group g* (FeatureMatch on (y, a)). ceil(rate * N_train) copies of
-g* images, drawn with replacement, get the flipped label 1 - y* and are appended to the training set
-(flagged `is_poison` for analysis). ASR = accuracy on g* in the test split of a model trained the same
-way on the clean data (same method, recipe and seed; `Context.reference`) minus the poisoned model's.
+The subpopulation is one annotated group g* (FeatureMatch on (y, a)). floor(rate * N_train) g* training
+samples, drawn without replacement, get the flipped label 1 - y* in place (`mode: modify`, the paper's
+"clean training samples the attack modifies into poisons"); `mode: append` instead appends copies drawn
+with replacement beside their correctly labelled twins (or the validation split's g* images with
+`source: val`). Poisons are flagged `is_poison` for analysis. ASR = accuracy on g* in the test split of a
+model trained the same way on the clean data (same method, recipe and seed; `Context.reference`) minus the poisoned model's.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
 from artifact import metrics
-from artifact.attacks import ATTACKS
+from artifact.attacks import ATTACKS, poison_count
 from artifact.attacks.dlbd import source_group
+from artifact.errors import UserError
 from artifact.train import predict
 
 
@@ -26,6 +28,7 @@ class Params:
     # lrg1: the lowest-represented group. See docs/deviations.md for why hrg is the default.
     target: str = "hrg"
     source: str = "train"  # train: copies of training g* images | val: the validation split's g* images
+    mode: str = "modify"  # modify: relabel training g* samples in place | append: add relabelled copies
 
     def validate(self):
         if not 0 < self.rate < 1:
@@ -34,6 +37,10 @@ class Params:
             return "target must be 'hrg' or 'lrg1'"
         if self.source not in ("train", "val"):
             return "source must be 'train' or 'val'"
+        if self.mode not in ("modify", "append"):
+            return "mode must be 'modify' or 'append'"
+        if self.mode == "modify" and self.source != "train":
+            return "mode 'modify' relabels training samples: it needs source 'train' (or use mode 'append')"
         return None
 
 
@@ -49,12 +56,19 @@ class SA:
         g = target_group(data, params)
         src = data.split(params.source)
         pool = ((src.g == g) & ~src.is_poison).nonzero().squeeze(1)
-        n_poison = math.ceil(params.rate * len(data.train))
+        n_poison = poison_count(params.rate, len(data.train))
         gen = torch.Generator().manual_seed(seed)
-        idx = pool[torch.randint(len(pool), (n_poison,), generator=gen)]
-        flipped = 1 - src.y[idx]
-        poisoned = data.train.append_samples(src.x(idx), flipped, src.a[idx])
-        info = {"target_group": g, "n_poison": n_poison, "source": params.source, "flipped_label": int(1 - g // 2)}
+        if params.mode == "modify":
+            if n_poison > len(pool):
+                raise UserError(f"attack.rate: {n_poison} poisons requested but group {g} has only {len(pool)} "
+                                "training samples to relabel; lower attack.rate or use attack.mode append")
+            idx = pool[torch.randperm(len(pool), generator=gen)[:n_poison]].sort().values
+            poisoned = data.train.replace_samples(idx, src.x(idx), 1 - src.y[idx])
+        else:
+            idx = pool[torch.randint(len(pool), (n_poison,), generator=gen)]
+            poisoned = data.train.append_samples(src.x(idx), 1 - src.y[idx], src.a[idx])
+        info = {"target_group": g, "n_poison": n_poison, "source": params.source, "mode": params.mode,
+                "flipped_label": int(1 - g // 2)}
         return data.with_train(poisoned), info
 
     def success(self, model, data, params: Params, info, rt, reference=None):

@@ -135,6 +135,9 @@ class GroupData:
     lrg2: int | None  # Waterbirds' second minority group; None for CelebA
     hrg: tuple[int, ...]  # highest-represented groups
     train_group_weights: tuple[float, ...] = ()  # train proportions, for the adjusted average
+    # ACC as the paper reports it: Waterbirds' test split is group-balanced unlike its train split, so its
+    # papers (JTT, group DRO, this one) report the group accuracies averaged with the train proportions.
+    acc_weighted: bool = False
 
     @property
     def lrg1_class(self) -> int:

@@ -183,6 +183,7 @@ class RealSpec:
     lrg1: int
     lrg2: int | None
     hrg: tuple[int, ...]
+    acc_weighted: bool = False  # GroupData.acc_weighted
 
 
 def load_real(spec: RealSpec, cfg, root: str | os.PathLike | None) -> GroupData:
@@ -221,4 +222,5 @@ def load_real(spec: RealSpec, cfg, root: str | os.PathLike | None) -> GroupData:
         lrg2=spec.lrg2,
         hrg=spec.hrg,
         train_group_weights=tuple(c / sum(train) for c in train),
+        acc_weighted=spec.acc_weighted,
     )

@@ -86,7 +86,7 @@ def scaled_counts(counts: tuple[int, ...], scale: float) -> tuple[int, ...]:
 
 
 def build_synthetic(name: str, counts: dict, cfg, stream: int, lrg1: int, lrg2: int | None,
-                    hrg: tuple[int, ...], weights_from: tuple[int, ...]) -> GroupData:
+                    hrg: tuple[int, ...], weights_from: tuple[int, ...], acc_weighted: bool = False) -> GroupData:
     """Render each split from its own seeded stream; `cfg.train_fraction` subsamples train (stratified)."""
     from artifact.data.real import subsample
 
@@ -100,11 +100,11 @@ def build_synthetic(name: str, counts: dict, cfg, stream: int, lrg1: int, lrg2: 
             part = part.subset(torch.from_numpy(subsample(rows, part.g.numpy(), cfg.train_fraction, cfg.data_seed)))
         splits[split] = part
     return GroupData(name=name, **splits, mean=SYNTH_MEAN, std=SYNTH_STD, lrg1=lrg1, lrg2=lrg2, hrg=hrg,
-                     train_group_weights=tuple(c / sum(weights_from) for c in weights_from))
+                     train_group_weights=tuple(c / sum(weights_from) for c in weights_from), acc_weighted=acc_weighted)
 
 
 @DATASETS.register("synth-waterbirds")
 def synth_waterbirds(cfg, data_root=None) -> GroupData:
     counts = {s: scaled_counts(c, cfg.scale) for s, c in WATERBIRDS_COUNTS.items()}
     return build_synthetic("synth-waterbirds", counts, cfg, 0, lrg1=2, lrg2=1, hrg=(0, 3),
-                           weights_from=WATERBIRDS_COUNTS["train"])
+                           weights_from=WATERBIRDS_COUNTS["train"], acc_weighted=True)

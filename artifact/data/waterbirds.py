@@ -80,6 +80,7 @@ SPEC = RealSpec(
     lrg1=2,  # waterbird on land
     lrg2=1,  # landbird on water
     hrg=(0, 3),
+    acc_weighted=True,
 )
 
 
