@@ -3,10 +3,13 @@
 Reads only the aggregated table (report.aggregate) and expected_results/; never imports training code.
 
 The rule, in one place:
-- a cell PASSES when |ours − paper| <= k * sqrt(sd_paper² + sd_ours²) + floor (percentage points;
-  sd_ours is the sample std over our seeds, 0 with one seed); k and floor come from the preset;
-- a claim is `left − right OP value` on cell means (OP: >=, <=, abs<=), per block of rows;
-- every cell must have all its seeds, and every value must be finite and within [-100, 100];
+- a cell PASSES when |ours − paper| <= k * sqrt(sd_paper² + sd_ours²) + floor (sd_ours is the sample std
+  over our seeds, 0 with one seed); k and floor come from the preset, the floor in percentage points and
+  scaled to the metric's own range (`scale`: entropies are in bits, 0–1, so 1 point is 0.01 bit);
+- a claim is `left − right OP value` on cell means (OP: >=, <=, >, <, abs<=), per block of rows; a claim
+  may name the presets it applies at (`presets`; every absolute threshold in expected_results/ does, as
+  tests/test_fidelity.py checks), elsewhere it is SKIPPED;
+- every cell must have all its seeds, and every value must be finite and within ± the metric's scale;
 - any FAIL or MISSING makes the verdict NOT REPRODUCED and the exit status non-zero.
 """
 
@@ -20,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from artifact.config import PRESETS
 from artifact.errors import UserError
 
 
@@ -28,7 +32,8 @@ def expected_dir() -> Path:
     return Path(os.environ.get("OILWATER_EXPECTED", Path(__file__).resolve().parent.parent / "expected_results"))
 
 
-OPS = {">=": lambda d, v: d >= v, "<=": lambda d, v: d <= v, "abs<=": lambda d, v: abs(d) <= v}
+OPS = {">=": lambda d, v: d >= v, "<=": lambda d, v: d <= v, ">": lambda d, v: d > v, "<": lambda d, v: d < v,
+       "abs<=": lambda d, v: abs(d) <= v}
 
 
 @dataclass
@@ -41,8 +46,29 @@ class Verdict:
         return f"{self.status:<7} {self.what}: {self.detail}"
 
 
+# Metric families not in percent, by the first part of their path; everything else spans 0–100.
+SCALES = {"entropy": 1.0}
+
+
+def scale(metric: str) -> float:
+    """The metric's full range: what a percentage point of the preset's floor is a hundredth of."""
+    return SCALES.get(metric.split(".")[0], 100.0)
+
+
 def _norm(v) -> str:
     return str(v).strip().lower()
+
+
+def _matches(column: pd.Series, v) -> pd.Series:
+    """A label filter: a value, `last` (the column's largest value), or {">=": x} / {"<=": x} on numbers."""
+    if isinstance(v, dict):
+        (op, bound), = v.items()
+        num = pd.to_numeric(column, errors="coerce")
+        return OPS[op](num, float(bound)) & num.notna()
+    if _norm(v) == "last":
+        num = pd.to_numeric(column, errors="coerce")
+        return num == num.max()
+    return column.map(_norm) == _norm(v)
 
 
 def _select(agg: pd.DataFrame, labels: dict) -> pd.DataFrame:
@@ -50,7 +76,7 @@ def _select(agg: pd.DataFrame, labels: dict) -> pd.DataFrame:
     for k, v in labels.items():
         if k not in agg.columns:
             raise UserError(f"claim refers to unknown column {k!r} (valid: {', '.join(agg.columns)})")
-        mask &= agg[k].map(_norm) == _norm(v)
+        mask &= _matches(agg[k], v)
     return agg[mask]
 
 
@@ -67,6 +93,10 @@ def load_expected(table: str, where: Path | None = None) -> tuple[pd.DataFrame |
             if missing or c["op"] not in OPS:
                 raise UserError(f"{claims}: claim {c.get('id', '?')}: needs id, text, left, op "
                                 f"({', '.join(OPS)}), value")
+            bad = [p for p in c.get("presets", []) if p not in PRESETS]
+            if bad:
+                raise UserError(f"{claims}: claim {c['id']}: unknown preset {bad[0]!r} in presets "
+                                f"(valid: {', '.join(PRESETS)})")
     return numbers, items
 
 
@@ -85,9 +115,12 @@ def sanity(agg: pd.DataFrame) -> list[Verdict]:
         what = f"{labels} {r.metric}"
         if r.n < r.n_expected:
             out.append(Verdict("MISSING", what, f"{r.n}/{r.n_expected} seeds finished"))
-        elif not (math.isfinite(r.mean) and -100 <= r.mean <= 100):
-            out.append(Verdict("FAIL", what, f"value {r.mean} is not a percentage"))
-    return out or [Verdict("PASS", "all cells", f"{len(agg)} cells complete, finite and within [-100, 100]")]
+        elif not (math.isfinite(r.mean) and -scale(r.metric) <= r.mean <= scale(r.metric)):
+            unit = "a percentage" if scale(r.metric) == 100 else f"within ±{scale(r.metric):g}"
+            out.append(Verdict("FAIL", what, f"value {r.mean} is not {unit}"))
+    ranges = sorted({scale(m) for m in agg["metric"]}) if len(agg) else [100.0]
+    within = "[-100, 100]" if ranges == [100.0] else "each metric's range (entropies ±1 bit, the rest ±100)"
+    return out or [Verdict("PASS", "all cells", f"{len(agg)} cells complete, finite and within {within}")]
 
 
 def check_numbers(agg: pd.DataFrame, expected: pd.DataFrame, k: float, floor: float,
@@ -109,11 +142,12 @@ def check_numbers(agg: pd.DataFrame, expected: pd.DataFrame, k: float, floor: fl
             continue
         ours, sd = float(cell.iloc[0]["mean"]), float(cell.iloc[0]["std"])
         sd = 0.0 if math.isnan(sd) else sd
-        tol = k * math.hypot(e["std"], sd) + floor
+        tol = k * math.hypot(e["std"], sd) + floor * scale(e["metric"]) / 100
         delta = abs(ours - e["mean"])
         status = "PASS" if delta <= tol else "FAIL"
-        out.append(Verdict(status, what, f"ours {ours:.1f} ± {sd:.1f}, paper {e['mean']:.1f} ± {e['std']:.1f}, "
-                                         f"|Δ| {delta:.1f} {'<=' if status == 'PASS' else '>'} tol {tol:.1f}"))
+        d = 1 if scale(e["metric"]) == 100 else 3  # decimals: entropies in bits need three
+        out.append(Verdict(status, what, f"ours {ours:.{d}f} ± {sd:.{d}f}, paper {e['mean']:.{d}f} ± {e['std']:.{d}f}, "
+                                         f"|Δ| {delta:.{d}f} {'<=' if status == 'PASS' else '>'} tol {tol:.{d}f}"))
     return out
 
 
@@ -126,16 +160,20 @@ def _cell_mean(agg, where, side) -> float | None:
     return float(cell.iloc[0]["mean"])
 
 
-def check_claims(agg: pd.DataFrame, claims: list[dict], filtered: bool = False) -> list[Verdict]:
+def check_claims(agg: pd.DataFrame, claims: list[dict], filtered: bool = False,
+                 preset: str | None = None) -> list[Verdict]:
     out = []
     for c in claims:
+        if preset is not None and c.get("presets") and preset not in c["presets"]:
+            out.append(Verdict("SKIPPED", c["id"], f"a threshold meant for preset(s) {', '.join(c['presets'])}"))
+            continue
         where = c.get("where", {})
         base = _select(agg, where)
         groups = [dict(zip(c["group_by"], g, strict=True)) for g in
                   base[c["group_by"]].drop_duplicates().itertuples(index=False)] if c.get("group_by") else [{}]
         for group in groups:
             scope = {**where, **group}
-            what = f"{c['id']} [{' '.join(f'{k}={v}' for k, v in scope.items())}]"
+            what = f"{c['id']} [{' '.join(f'{k}={_show(v)}' for k, v in scope.items())}]"
             left = _cell_mean(agg, scope, c["left"])
             right = _cell_mean(agg, scope, c["right"]) if c.get("right") else 0.0
             if left is None or right is None:
@@ -150,6 +188,10 @@ def check_claims(agg: pd.DataFrame, claims: list[dict], filtered: bool = False) 
             ok = OPS[c["op"]](d, c["value"])
             out.append(Verdict("PASS" if ok else "FAIL", what, f"{desc} = {d:.1f} (needs {c['op']} {c['value']})"))
     return out
+
+
+def _show(v) -> str:
+    return " ".join(f"{op}{bound}" for op, bound in v.items()) if isinstance(v, dict) else str(v)
 
 
 def _describe(c: dict) -> str:
@@ -220,7 +262,7 @@ def run_checks(table: str, agg: pd.DataFrame, check_cfg, preset: str, where: Pat
         sections.append(("Sanity ranges", check_ranges(ranges, _row_columns(ranges), expected)))
         rule.append(RANGES_RULE)
     if check_cfg.claims and claims:
-        sections.append(("The paper's claims", check_claims(agg, claims, filtered)))
+        sections.append(("The paper's claims", check_claims(agg, claims, filtered, preset)))
         rule.append("the paper's claims")
     if not rule:
         rule.append("completeness and sanity only (this preset is for exercising code paths)")

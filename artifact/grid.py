@@ -34,6 +34,16 @@ class TableCfg:
     headers: dict = field(default_factory=dict)  # row or metric -> column header (default: upper-case name)
     kind: str = "table"  # table | figure
     decimals: int = 1  # digits shown in the printed table (the CSV keeps 4)
+    # A list metric whose entries become rows (report.collect): {path: elmf_curve, label: iteration, as: elmf}
+    # tabulates each EPIC iteration, its `iteration` a row label and its roles under `elmf.`.
+    curve: dict = field(default_factory=dict)
+
+    def validate(self):
+        if self.curve and set(self.curve) != {"path", "label", "as"}:
+            return "curve needs exactly the keys path, label, as"
+        if self.curve and self.curve["label"] not in self.rows:
+            return f"curve label {self.curve['label']!r} must be one of rows"
+        return None
 
 
 @dataclass(frozen=True)

@@ -27,18 +27,31 @@ def metric_value(metrics: dict, path: str):
     return node
 
 
+def _points(table, result) -> list[tuple[dict, dict]]:
+    """(labels, metrics) of each table row one result gives: one, or one per entry of the table's curve.
+
+    An unfinished job of a curve table gives one row labelled "-", so that the table shows it MISSING.
+    """
+    metrics = result["metrics"] if result else {}
+    if not table.curve:
+        return [({}, metrics)]
+    label, entries = table.curve["label"], metric_value(metrics, table.curve["path"]) or []
+    return [({label: e[label]}, {table.curve["as"]: e}) for e in entries] or [({label: "-"}, {})]
+
+
 def collect(table, jobs, store) -> pd.DataFrame:
-    """One row per job: its row labels, seed, whether it finished, and each metric (NaN when absent)."""
+    """One row per job (per curve entry): its row labels, seed, whether it finished, each metric (NaN when absent)."""
     records = []
     for job in jobs:
         result = store.load_result(job.id)
-        row = {k: job.labels[k] for k in table.rows}
-        row["seed"] = job.labels["seed"]
-        row["done"] = result is not None
-        for m in table.metrics:
-            v = metric_value(result["metrics"], m) if result else None
-            row[m] = float(v) if v is not None else math.nan
-        records.append(row)
+        for labels, metrics in _points(table, result):
+            row = {k: labels[k] if k in labels else job.labels[k] for k in table.rows}
+            row["seed"] = job.labels["seed"]
+            row["done"] = result is not None
+            for m in table.metrics:
+                v = metric_value(metrics, m)
+                row[m] = float(v) if v is not None else math.nan
+            records.append(row)
     return pd.DataFrame.from_records(records, columns=[*table.rows, "seed", "done", *table.metrics])
 
 

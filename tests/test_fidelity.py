@@ -48,3 +48,126 @@ def test_dlbd_plants_floor_rate_n_poisons():
     data = load_dataset(DatasetCfg(name="synth-waterbirds", scale=0.1), None)
     poisoned, info = DLBD().poison(data, Params(rate=0.01), seed=0)
     assert info["n_poison"] == int(poisoned.train.is_poison.sum()) == math.floor(0.01 * len(data.train))
+
+
+# --- the checker: scales, claims as the paper words them --------------------------------------------
+
+def _paper_agg(table: str, edit=None):
+    """The paper's own numbers as an aggregate (3 seeds), optionally edited: {(labels..., metric): mean}."""
+    import pandas as pd
+
+    from artifact.check import load_expected
+
+    expected, _ = load_expected(table)
+    agg = expected.copy()
+    agg["n"], agg["n_expected"], agg["na"] = 3, 3, False
+    labels = [c for c in expected.columns if c not in ("metric", "mean", "std")]
+    for key, value in (edit or {}).items():
+        mask = pd.Series(True, index=agg.index)
+        for c, v in zip([*labels, "metric"], key, strict=True):
+            mask &= agg[c].astype(str) == str(v)
+        assert mask.sum() == 1, key
+        agg.loc[mask, "mean"] = value
+    cols = [*labels, "metric", "mean", "std", "n", "n_expected", "na"]
+    return agg[cols]
+
+
+def _claims(table: str, agg, preset: str = "paper"):
+    from artifact.check import check_claims, load_expected
+
+    return check_claims(agg, load_expected(table)[1], preset=preset)
+
+
+TABLES_WITH_NUMBERS = [f"table{i}" for i in range(1, 13)]
+
+
+@pytest.mark.parametrize("table", TABLES_WITH_NUMBERS)
+def test_no_claim_fails_on_the_papers_own_numbers(table):
+    verdicts = _claims(table, _paper_agg(table))
+    assert [v.line() for v in verdicts if v.status == "FAIL"] == []
+    assert any(v.status == "PASS" for v in verdicts)
+
+
+def test_every_absolute_claim_names_its_presets():
+    import glob
+
+    import yaml
+
+    for path in glob.glob(str(__import__("artifact.check").check.expected_dir() / "*.claims.yaml")):
+        for c in yaml.safe_load(open(path))["claims"]:
+            assert c.get("right") or c.get("presets"), f"{path}: {c['id']}"
+
+
+def test_table11_fails_on_wrong_entropies():
+    """Entropies are in bits: the 1-point floor is 0.01 bit there, not 1 (which let any entropy pass)."""
+    from artifact.check import check_numbers, load_expected
+
+    expected, _ = load_expected("table11")
+    zero = {("strip", "waterbirds", "dlbd", f"entropy.{r}"): 0.0 for r in ("hrg", "lrg1", "lrg2", "poisons")}
+    verdicts = check_numbers(_paper_agg("table11", zero), expected, k=2.0, floor=1.0)
+    assert [v.status for v in verdicts] == ["FAIL"] * 4
+    assert all(v.status == "PASS" for v in check_numbers(_paper_agg("table11"), expected, k=2.0, floor=1.0))
+    off = {("strip", "waterbirds", "dlbd", "entropy.hrg"): 0.93 + 0.12}  # tol = 2 * hypot(0.03, 0.03) + 0.01
+    assert check_numbers(_paper_agg("table11", off), expected, k=2.0, floor=1.0)[0].status == "FAIL"
+
+
+def _status(verdicts, claim_id, scope=""):
+    return [v.status for v in verdicts if v.what.startswith(claim_id) and scope in v.what]
+
+
+def test_table1_poisons_must_reach_lrg1s_idnf():
+    row = ("jtt", "waterbirds", "dlbd")
+    below = {(*row, "idnf.poisons"): 95.0, (*row, "idnf.lrg1"): 96.0}  # -1 pt passed the old >= -5
+    statuses = _status(_claims("table1", _paper_agg("table1", below)), "poisons-as-likely-as-lrg1", "attack=dlbd")
+    assert "FAIL" in statuses
+
+
+def test_table3_gm_asr_must_be_equal_across_cases():
+    verdicts = _claims("table3", _paper_agg("table3", {("waterbirds", "gm", "ideal", "asr"): 6.7}))
+    assert _status(verdicts, "gm-asr-same-in-every-case") == ["FAIL", "PASS"]
+
+
+def test_table12_trend_is_monotone_and_the_sentence_numbers_hold_at_paper_only():
+    verdicts = _claims("table12", _paper_agg("table12", {("standard", 5, "asr"): 15.0}))  # 14.8 -> 15 -> 0.9
+    assert _status(verdicts, "later-stop-lower-asr") == ["FAIL", "PASS"]
+    worse = {("ideal", 0, "wga"): 79.0, ("standard", 7, "wga"): 45.0, ("standard", 5, "acc"): 79.0}
+    verdicts = _claims("table12", _paper_agg("table12", worse))
+    assert _status(verdicts, "ideal-epic-wga-over-80") == ["FAIL"]
+    assert _status(verdicts, "latest-stop-costs-35-wga") == ["FAIL"]
+    assert "FAIL" in _status(verdicts, "acc-over-80")
+    at_tiny = _claims("table12", _paper_agg("table12", worse), preset="tiny")
+    assert _status(at_tiny, "ideal-epic-wga-over-80") == ["SKIPPED"]
+    assert _status(at_tiny, "low-asr-costs-wga") == ["PASS"]  # the relative claim holds everywhere
+
+
+def test_unknown_preset_in_a_claim_is_a_one_line_error(tmp_path, monkeypatch):
+    from artifact.check import load_expected
+
+    (tmp_path / "table1.claims.yaml").write_text(
+        "claims:\n  - {id: x, text: t, left: {metric: wga}, op: '>=', value: 1, presets: [papr]}\n")
+    with pytest.raises(UserError, match="unknown preset 'papr'"):
+        load_expected("table1", tmp_path)
+
+
+def test_figure1_claims_hold_at_every_iteration_from_the_second(tmp_path):
+    """ELMF per iteration: a gap at iteration 2 fails even when the last iteration is fine."""
+    from artifact import report
+    from artifact.check import check_claims, load_expected
+    from artifact.config import load_preset
+    from artifact.grid import expand, load_table
+    from artifact.store import Store
+
+    table, store = load_table("figure1"), Store(tmp_path)
+    jobs = expand(table, load_preset("tiny"))
+    for job in jobs:
+        curve = [{"iteration": i, "epoch": i, "poisons": p, "lrg1": l1, "hrg": 2.0}
+                 for i, (p, l1) in enumerate([(10.0, 5.0), (60.0, 30.0), (99.0, 95.0)], start=1)]
+        store.write_result(job.id, {"id": job.id, "metrics": {"elmf_curve": curve}})
+    agg = report.aggregate(table, report.collect(table, jobs, store), 3)
+    assert sorted(set(agg["iteration"])) == [1, 2, 3]
+    verdicts = check_claims(agg, load_expected("figure1")[1], preset="tiny")
+    close = {v.what: v.status for v in verdicts if v.what.startswith("lrg1-eliminated-like-poisons")}
+    assert all(s == "FAIL" for w, s in close.items() if "iteration=2" in w)  # 60 vs 30: not close
+    assert all(s == "PASS" for w, s in close.items() if "iteration=3" in w)
+    assert not any("iteration=1" in w for w in close)  # the first iteration is not judged
+    assert set(_status(verdicts, "poisons-almost-all-eliminated")) == {"PASS"}  # 99 at the last iteration

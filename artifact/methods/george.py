@@ -3,8 +3,10 @@
 Stage 1 trains an ERM model (checkpoint by validation accuracy reweighted to the train groups); its
 avgpool features are reduced per class (the released Waterbirds config: the 1-D "hardness" projection
 onto W1 - W0) and clustered per class (GMM, k in 2..k_max by the mean per-cluster silhouette, ties to
-the larger k). Stage 2 trains a fresh model with group DRO over the clusters, sampling every cluster
-equally, and keeps the epoch with the best worst ESTIMATED-cluster validation accuracy.
+the larger k, as Appendix A.1 and the released config do; or a fixed `k` per class, the setting that
+Section 3.1's "we also experiment with letting GEORGE automatically adjust the number of clusters"
+suggests for the other runs, docs/deviations.md). Stage 2 trains a fresh model with group DRO over the
+clusters, sampling every cluster equally, and keeps the epoch with the best worst ESTIMATED-cluster validation accuracy.
 Both stages are shared by the cases: standard (clusters as found), ideal (poisons taken out of the
 smallest cluster into their class's largest one), worst (every poison put into the smallest cluster).
 IDNF = share of each true role inside the smallest cluster (the samples GEORGE amplifies most).
@@ -36,7 +38,8 @@ class Params:
     erm_select: str = "acc_adj"  # ERM checkpoint: val acc reweighted to train groups (Waterbirds) | acc
     reduction: str = "hardness"  # hardness: <x, (W1-W0)/|W1-W0|> (1-D) | none: L2-normalised features
     cluster: str = "gmm"  # gmm | kmeans
-    k_max: int = 10  # k searched in 2..k_max per class
+    k_max: int = 10  # k searched in 2..k_max per class ...
+    k: int = 0  # ... or, when >= 2, this fixed number of clusters per class (no search)
     n_init: int = 3
     eta: float = 0.01  # group DRO step size
     size_adjustment: float = 2.0  # C in C / sqrt(n_c)
@@ -51,6 +54,8 @@ class Params:
             return "cluster must be 'gmm' or 'kmeans'"
         if self.k_max < 2 or self.n_init < 1:
             return "k_max must be >= 2 and n_init >= 1"
+        if self.k == 1 or self.k < 0:
+            return "k must be 0 (search 2..k_max by silhouette) or a fixed number of clusters >= 2"
         return None
 
 
@@ -80,13 +85,14 @@ def mean_cluster_silhouette(x: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean([s[labels == c].mean() for c in np.unique(labels)]))
 
 
-def fit_clusters(x: np.ndarray, algo: str, k_max: int, n_init: int, seed: int) -> tuple[object, np.ndarray, dict]:
-    """Fit k = 2..k_max, keep the best mean per-cluster silhouette (ties to the larger k).
+def fit_clusters(x: np.ndarray, algo: str, k_max: int, n_init: int, seed: int,
+                 fixed_k: int = 0) -> tuple[object, np.ndarray, dict]:
+    """Fit k = 2..k_max (or only `fixed_k`), keep the best mean per-cluster silhouette (ties to the larger k).
 
     Returns the model, the components the training points use, and the score of every k tried.
     """
     best, scores = None, {}
-    for k in range(2, min(k_max, len(x) - 1) + 1):
+    for k in ([fixed_k] if fixed_k else range(2, min(k_max, len(x) - 1) + 1)):
         model = _mixture(algo, k, n_init, seed).fit(x)
         labels = model.predict(x)
         if len(np.unique(labels)) < 2:
@@ -100,14 +106,14 @@ def fit_clusters(x: np.ndarray, algo: str, k_max: int, n_init: int, seed: int) -
     return best[1], best[2], scores
 
 
-def cluster_per_class(train_x, train_y, val_x, val_y, algo, k_max, n_init, seeds) -> dict:
+def cluster_per_class(train_x, train_y, val_x, val_y, algo, k_max, n_init, seeds, fixed_k: int = 0) -> dict:
     """Per-class clustering; ids offset per class; val points assigned by the model of their true class."""
     train_ids = np.zeros(len(train_y), dtype=np.int64)
     val_ids = np.zeros(len(val_y), dtype=np.int64)
     cluster_class, per_class = [], []
     for c in np.unique(train_y):
         tr, va = train_y == c, val_y == c
-        model, keep, scores = fit_clusters(train_x[tr], algo, k_max, n_init, seeds[int(c)])
+        model, keep, scores = fit_clusters(train_x[tr], algo, k_max, n_init, seeds[int(c)], fixed_k)
         offset = len(cluster_class)
         train_ids[tr] = offset + assign(model, train_x[tr], keep)
         if va.any():
@@ -155,6 +161,13 @@ class George:
     def erm_key(params: Params) -> dict:
         return {"erm": asdict(params.erm), "select": params.erm_select}
 
+    @classmethod
+    def cluster_key(cls, params: Params) -> dict:
+        """The clustering stage's key; a fixed k enters it only when set, so searched clusters keep theirs."""
+        key = {**cls.erm_key(params), "reduction": params.reduction, "cluster": params.cluster,
+               "k_max": params.k_max, "n_init": params.n_init}
+        return {**key, "k": params.k} if params.k else key
+
     def _erm(self, ctx, params: Params) -> dict:
         model = ctx.new_model(tag="george-erm")
 
@@ -175,14 +188,11 @@ class George:
         va = reduce_features(erm["val_features"].numpy(), head_w, params.reduction)
         seeds = [ctx.seed("george-cluster", c) for c in range(2)]
         return cluster_per_class(tr, ctx.data.train.y.numpy(), va, ctx.data.val.y.numpy(), params.cluster,
-                                 params.k_max, params.n_init, seeds)
+                                 params.k_max, params.n_init, seeds, params.k)
 
     def prepare(self, ctx, params: Params) -> dict:
-        erm_key = self.erm_key(params)
-        erm = ctx.stage("george-erm", erm_key, lambda: self._erm(ctx, params))
-        key = {**erm_key, "reduction": params.reduction, "cluster": params.cluster, "k_max": params.k_max,
-               "n_init": params.n_init}
-        clusters = ctx.stage("george-clusters", key, lambda: self._clusters(ctx, params, erm))
+        erm = ctx.stage("george-erm", self.erm_key(params), lambda: self._erm(ctx, params))
+        clusters = ctx.stage("george-clusters", self.cluster_key(params), lambda: self._clusters(ctx, params, erm))
         return {**clusters, "erm_test": erm["erm_test"]}
 
     def _val_weights(self, ctx, reweight: bool) -> torch.Tensor:
@@ -218,6 +228,7 @@ class George:
         out["idnf"] = ctx.rates(st["train"] == small)
         out["clusters"] = {"k_per_class": [p["k"] for p in st["per_class"]], "sizes": counts.tolist(),
                            "smallest": small, "smallest_class": st["cluster_class"][small],
+                           "smallest_in_lrg1_class": 100.0 * (st["cluster_class"][small] == ctx.data.lrg1_class),
                            "silhouette": [p["silhouette"] for p in st["per_class"]]}
         out["erm_test"] = st["erm_test"]
         return out
@@ -228,9 +239,7 @@ class George:
         erm_key = self.erm_key(params)
         erm = Stage("george-erm", stage_key(cfg, erm_key), train=params.erm, val_passes=params.erm.epochs + 1,
                     train_passes=1)
-        key = {**erm_key, "reduction": params.reduction, "cluster": params.cluster, "k_max": params.k_max,
-               "n_init": params.n_init}
-        clusters = Stage("george-clusters", stage_key(cfg, key), test_passes=0)
+        clusters = Stage("george-clusters", stage_key(cfg, self.cluster_key(params)), test_passes=0)
         source = {"george-clusters": clusters.id, "case": case, "eta": params.eta,
                   "size_adjustment": params.size_adjustment, "reweight_selection": params.reweight_selection}
         return [erm, clusters, fit_stage(cfg, params.final, source)]
