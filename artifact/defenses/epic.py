@@ -1,14 +1,22 @@
-"""EPIC's selection (Yang et al. 2022; shared/reference/methods.md §4.3) as pure numpy functions.
+"""EPIC's selection (Yang et al. 2022) as pure numpy functions.
 
 Per class, facility location over the last-layer gradient proxy g = softmax(h·Wᵀ) − onehot(y) with the
 kernel s = exp(−‖gᵢ − gⱼ‖ / C) picks k_c medoids (lazy greedy); every point joins its most similar medoid,
 and the points of clusters of size <= threshold (medoids nobody else joins) are the isolated ones EPIC
-drops. Cluster ids are kept per class, which fixes the official per-class offset bug (methods.md §4.3).
+drops. How a point finds its cluster's size is `cluster_index`: `official` as the official code does it
+(class c's cluster ids are offset by c·k_c into the concatenation of the per-class size vectors, which
+is offset by Σ_{c'<c} k_c': the two agree only when every k_c is equal, so on Waterbirds and CelebA the
+second class's keep/drop decisions read the first class's medoid sizes), `fixed` with each class's own
+sizes (docs/deviations.md).
 
 Binary tasks take an exact 1-D path: within a class, g is ±(p, −p), so ‖Δg‖ = √2·|Δt| with t = (g₀ − g₁)/2
-and facility location is solved on the sorted distinct values with prefix sums, in O(n) memory. It makes
-the same choices as the dense path (ties: larger gain, then lower index; nearest medoid, then earlier one),
-which tests/test_epic.py checks; CelebA's 138k-point class would need a 77 GB dense kernel.
+and facility location is solved on the sorted distinct values with prefix sums, in O(n) memory. It is the
+exact greedy (ties: larger gain, then the higher index; nearest medoid, then the earlier one, as numpy's
+argmax), as the dense path; without exact ties both make submodlib's choices (the official
+solver, tests/test_epic_official.py); where gains tie in exact arithmetic (saturated duplicates, symmetric
+candidates) submodlib's float32 kernel picks by rounding noise and the paths here by index, an equally
+good selection. Gains and similarities are compared after rounding, for the same reason. CelebA's
+138k-point class would need a 77 GB dense kernel.
 """
 
 from __future__ import annotations
@@ -51,20 +59,24 @@ def similarity(g: np.ndarray) -> np.ndarray:
 
 
 def facility_location_dense(sim: np.ndarray, k: int) -> np.ndarray:
-    """Lazy greedy maximisation of F(S) = Σᵢ max_{j∈S} sᵢⱼ; the order of selection (ties: lower index)."""
+    """Lazy greedy maximisation of F(S) = Σᵢ max_{j∈S} sᵢⱼ; the order of selection (ties: higher index).
+
+    It returns exactly the plain greedy's choices (a popped point wins only against every remaining bound,
+    index included), so the 1-D path can match it tie for tie."""
     cur = np.zeros(len(sim))
-    heap = [(-float(v), j) for j, v in enumerate(np.round(sim.sum(0), GAIN_DECIMALS))]
+    heap = [(-float(v), -j) for j, v in enumerate(np.round(sim.sum(0), GAIN_DECIMALS))]
     heapq.heapify(heap)
     order = []
     while len(order) < k:
-        _, j = heapq.heappop(heap)
+        _, neg_j = heapq.heappop(heap)
+        j = -neg_j
         gain = round(float(np.maximum(sim[:, j] - cur, 0.0).sum()), GAIN_DECIMALS)
         # Upper bounds only shrink (submodularity): j wins if it beats the best remaining bound.
-        if not heap or (gain, -j) >= (-heap[0][0], -heap[0][1]):
+        if not heap or (gain, j) >= (-heap[0][0], -heap[0][1]):
             order.append(j)
             cur = np.maximum(cur, sim[:, j])
         else:
-            heapq.heappush(heap, (-gain, j))
+            heapq.heappush(heap, (-gain, neg_j))
     return np.asarray(order, dtype=np.int64)
 
 
@@ -80,7 +92,9 @@ def facility_location_1d(t: np.ndarray, k: int, scale: float) -> np.ndarray:
     only gains on the points between L and R that are closer to v, so its gain is two prefix-sum ranges.
     Each interval between medoids keeps its best candidate in a heap; a selection splits one interval.
     """
-    u, first, counts = np.unique(t, return_index=True, return_counts=True)
+    u, counts = np.unique(t, return_counts=True)
+    # A distinct value stands for its highest-index point (the one the dense greedy picks among equals).
+    last = len(t) - 1 - np.unique(t[::-1], return_index=True)[1]
     m, centre = len(u), float(u.mean()) if len(u) else 0.0
     cur = np.zeros(m)  # current coverage max_{j∈S} s(w, j) of each distinct value
     heap, order = [], []
@@ -103,15 +117,15 @@ def facility_location_1d(t: np.ndarray, k: int, scale: float) -> np.ndarray:
         gain = np.round(left + right, GAIN_DECIMALS)
         best = gain.max()
         ties = np.flatnonzero(gain == best)
-        v = ties[np.argmin(first[lo + ties])]
-        heapq.heappush(heap, (-float(best), int(first[lo + v]), lo + int(v), lp, rp))
+        v = ties[np.argmax(last[lo + ties])]
+        heapq.heappush(heap, (-float(best), -int(last[lo + v]), lo + int(v), lp, rp))
 
     push_best(-1, m)
     while len(order) < k and heap:
-        neg, idx, v, lp, rp = heapq.heappop(heap)
+        neg, neg_idx, v, lp, rp = heapq.heappop(heap)
         if -neg <= 0.0:
             break
-        order.append(idx)
+        order.append(-neg_idx)
         cur[v] = 1.0
         for a, b in ((lp, v), (v, rp)):
             seg = slice(a + 1, b)
@@ -119,8 +133,8 @@ def facility_location_1d(t: np.ndarray, k: int, scale: float) -> np.ndarray:
             cur[seg] = np.maximum.reduce(near)
         push_best(lp, v)
         push_best(v, rp)
-    if len(order) < k:  # every distinct value is a medoid: the rest have zero gain, lowest index first
-        rest = np.setdiff1d(np.arange(len(t)), order)
+    if len(order) < k:  # every distinct value is a medoid: the rest have zero gain, highest index first
+        rest = np.setdiff1d(np.arange(len(t)), order)[::-1]
         order += rest[: k - len(order)].tolist()
     return np.asarray(order, dtype=np.int64)
 
@@ -156,13 +170,23 @@ def medoids(g: np.ndarray, k: int, path: str = "auto") -> tuple[np.ndarray, np.n
     return order, assign_dense(sim, order)
 
 
+CLUSTER_INDEX = ("official", "fixed")
+
+
 def isolated(g: np.ndarray, y: np.ndarray, subset_size: float, threshold: float, rng: np.random.Generator,
-             path: str = "auto") -> np.ndarray:
-    """EPIC's drop mask over all points: members of clusters whose size (medoid included) is <= threshold."""
+             path: str = "auto", cluster_index: str = "official") -> np.ndarray:
+    """EPIC's drop mask over all points: members of clusters whose size (medoid included) is <= threshold.
+
+    `official` reads each point's size at (its class-local cluster + c·k_c) in the concatenated size vector,
+    and drops it when that position is past the vector's end; `fixed` reads its own class's sizes.
+    """
+    if cluster_index not in CLUSTER_INDEX:
+        raise ValueError(f"cluster_index must be one of {CLUSTER_INDEX}")
     y = np.asarray(y)
     n_classes = g.shape[1]
     budgets = class_budgets(np.bincount(y, minlength=n_classes), int(subset_size * len(y)), rng)
     drop = np.zeros(len(y), dtype=bool)
+    all_sizes, official_ids = [], {}
     for c in range(n_classes):
         members = np.flatnonzero(y == c)
         if len(members) == 0 or budgets[c] == 0:
@@ -171,6 +195,13 @@ def isolated(g: np.ndarray, y: np.ndarray, subset_size: float, threshold: float,
         sizes = np.bincount(cluster, minlength=len(order)).astype(np.float64)
         sizes[sizes == 0] = 1
         drop[members] = sizes[cluster] <= threshold
+        all_sizes.append(sizes)
+        official_ids[c] = (members, cluster + c * int(budgets[c]))
+    if cluster_index == "official":
+        concat = np.concatenate(all_sizes) if all_sizes else np.zeros(0)
+        for members, ids in official_ids.values():
+            inside = ids < len(concat)
+            drop[members] = ~inside | (concat[np.minimum(ids, len(concat) - 1)] <= threshold)
     return drop
 
 

@@ -1,4 +1,4 @@
-"""EPIC (Yang et al. 2022) as the official schedule runs it (shared/reference/methods.md §4).
+"""EPIC (Yang et al. 2022) as the official schedule runs it (docs/deviations.md, EPIC).
 
 One training run; at the start of each selection epoch the model's gradient proxy on all training points
 picks per-class medoids and the points isolated in their own cluster are removed for good
@@ -31,6 +31,7 @@ class Params:
     stop_after: int = 10  # ... until before this one
     cluster_thresh: float = 1.0  # clusters of this size or smaller are isolated
     path: str = "auto"  # facility location: auto (exact 1-D for 2 classes) | dense | 1d
+    cluster_index: str = "official"  # official: the official code's per-class size lookup | fixed (defenses/epic.py)
 
     def validate(self):
         if not 0 < self.subset_size < 1:
@@ -39,6 +40,8 @@ class Params:
             return "need subset_freq >= 1, drop_after >= 0 and stop_after > drop_after"
         if self.path not in ("auto", "dense", "1d"):
             return "path must be auto, dense or 1d"
+        if self.cluster_index not in epic.CLUSTER_INDEX:
+            return f"cluster_index must be one of {', '.join(epic.CLUSTER_INDEX)}"
         return None
 
     def epochs(self) -> list[int]:
@@ -69,7 +72,8 @@ class Pruner:
         g = epic.gradient_proxy(feats.numpy(), model.head.weight.detach().float().cpu().numpy(), train.y.numpy())
         rng = np.random.default_rng(self.ctx.seed("epic-budget", epoch))
         drop = torch.from_numpy(epic.isolated(g, train.y.numpy(), self.params.subset_size,
-                                              self.params.cluster_thresh, rng, self.params.path))
+                                              self.params.cluster_thresh, rng, self.params.path,
+                                              self.params.cluster_index))
         if self.case == "ideal":
             drop &= ~self.minority
         elif self.case == "worst" and epoch == self.epochs[0]:
