@@ -62,8 +62,9 @@ class Job:
 
 
 def table_names(configs: Path | None = None) -> list[str]:
-    names = [p.stem for p in (configs or config_dir()).glob("*.yaml") if p.stem.startswith(("table", "figure"))]
-    return sorted(names, key=lambda n: (n.startswith("figure"), len(n), n))
+    kinds = ("table", "figure", "ablation")  # the paper's tables, its figure, then experiments beyond it
+    names = [p.stem for p in (configs or config_dir()).glob("*.yaml") if p.stem.startswith(kinds)]
+    return sorted(names, key=lambda n: ([n.startswith(k) for k in kinds].index(True), len(n), n))
 
 
 def load_table(name: str, configs: Path | None = None) -> TableCfg:

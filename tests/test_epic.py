@@ -179,6 +179,9 @@ def test_smoke_epic_targets(tmp_path):
     _smoke(tmp_path, "table10", "attack.rate=0.001")
     out = _smoke(tmp_path, "table12")
     assert "STANDARD" in out and "IDEAL" in out
+    # The cluster-lookup ablation: its official rows are Table 3's jobs (shared), the fixed ones run anew.
+    out = _smoke(tmp_path, "ablation-epic", "attack=dlbd", "dataset=waterbirds")
+    assert "| official" in out and "| fixed" in out and "-> SANE" in out
 
 
 def test_figure1_draws_one_panel_per_setting_with_seed_bands(tmp_path):

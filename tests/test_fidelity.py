@@ -38,8 +38,7 @@ def test_poison_count_is_the_floor():
     assert poison_count(0.01, 4795) == 47  # the paper's DLBD IDNF 98.5 ± 1.2 is reachable only with 47
     assert poison_count(0.29, 100) == 29  # 0.29 * 100 = 28.999... in floating point
     assert poison_count(0.02, 4795) == math.floor(0.02 * 4795)
-    with pytest.raises(UserError, match="less than one poison; raise attack.rate"):
-        poison_count(0.001, 500)
+    assert poison_count(0.001, 500) == 1  # a scaled-down preset still plants one
 
 
 def test_dlbd_plants_floor_rate_n_poisons():
@@ -171,3 +170,31 @@ def test_figure1_claims_hold_at_every_iteration_from_the_second(tmp_path):
     assert all(s == "PASS" for w, s in close.items() if "iteration=3" in w)
     assert not any("iteration=1" in w for w in close)  # the first iteration is not judged
     assert set(_status(verdicts, "poisons-almost-all-eliminated")) == {"PASS"}  # 99 at the last iteration
+
+
+# --- GEORGE: a fixed k or the silhouette search ---------------------------------------------------
+
+def test_george_fixed_k_fits_only_that_k_and_keys_its_own_stage():
+    import numpy as np
+
+    from artifact.config import build
+    from artifact.methods.george import George, Params, fit_clusters
+
+    x = np.concatenate([np.random.default_rng(0).normal(m, 0.1, (40, 1)) for m in (0.0, 1.0, 2.0, 3.0)])
+    _, keep, scores = fit_clusters(x, "gmm", 10, 3, seed=0)
+    assert len(scores) == 9 and len(keep) == 4  # the search finds the four blobs
+    _, keep, scores = fit_clusters(x, "gmm", 10, 3, seed=0, fixed_k=2)
+    assert list(scores) == [2] and len(keep) == 2
+    searched, fixed = George.cluster_key(Params()), George.cluster_key(Params(k=2))
+    assert "k" not in searched and fixed == {**searched, "k": 2}  # searched clusters keep their cache key
+    with pytest.raises(UserError, match="k must be 0"):
+        build(Params, {"k": 1}, "method.params")
+
+
+def test_the_epic_ablation_is_listed_and_not_part_of_all(run_cli):
+    from artifact.cli import _targets
+
+    code, out, _ = run_cli("--list")
+    assert code == 0 and "ablation-epic" in out
+    assert "ablation-epic" not in _targets("all") and "figure1" in _targets("all")
+    assert _targets("ablation-epic") == ["ablation-epic"]

@@ -60,7 +60,7 @@ def milestones(iterations: int) -> list[int]:
 
 def select_bases(train: Split, group: int, budget: float, gen: torch.Generator) -> tuple[torch.Tensor, int]:
     """Seeded bases from `group` (sorted positions) and the requested count before the group-size cap."""
-    requested = poison_count(budget, len(train), "attack.budget")
+    requested = poison_count(budget, len(train))
     pool = ((train.g == group) & ~train.is_poison).nonzero().squeeze(1)
     pick = pool[torch.randperm(len(pool), generator=gen)[: min(requested, len(pool))]]
     return pick.sort().values, requested
