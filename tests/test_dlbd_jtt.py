@@ -28,7 +28,7 @@ def test_poisons_come_from_the_other_class_hrg_and_are_relabelled():
     data = load_dataset(DatasetCfg(scale=0.25), None)
     poisoned, info = DLBD().poison(data, Params(rate=0.01), seed=0)
     t = poisoned.train
-    n = math.ceil(0.01 * len(data.train))
+    n = math.floor(0.01 * len(data.train))
     assert info == {"target": 1, "n_poison": n} and int(t.is_poison.sum()) == n
     assert len(t) == len(data.train)  # replaced in place
     assert (t.y[t.is_poison] == 1).all() and (t.a[t.is_poison] == 0).all()
