@@ -198,3 +198,42 @@ def test_the_epic_ablation_is_listed_and_not_part_of_all(run_cli):
     assert code == 0 and "ablation-epic" in out
     assert "ablation-epic" not in _targets("all") and "figure1" in _targets("all")
     assert _targets("ablation-epic") == ["ablation-epic"]
+
+
+# --- Table 8: a from-scratch recipe chosen on the validation split ---------------------------------
+
+def test_jtt_from_scratch_tries_each_recipe_and_keeps_the_best_validation_wga(monkeypatch):
+    from types import SimpleNamespace
+
+    from artifact.config import build
+    from artifact.methods.jtt import JTT, Params
+
+    params = build(Params, {"id": {"lr": 1e-5, "wd": 1.0}, "final": {"lr": 1e-5, "wd": 1.0},
+                            "scratch": [{"lr": 1e-2, "wd": 1e-4}, {"lr": 1e-3, "wd": 1e-3}]}, "method.params")
+    tried = []
+
+    def fake_run(self, ctx, p, case):
+        tried.append((p.id.lr, p.id.wd, p.final.lr, p.final.wd))
+        return {"history": [{"val_wga": 10.0}, {"val_wga": 50.0 if p.final.lr == 1e-3 else 40.0}], "best_epoch": 1}
+
+    monkeypatch.setattr(JTT, "_run", fake_run)
+    scratch = SimpleNamespace(model_cfg=SimpleNamespace(pretrained=False))
+    out = JTT().run(scratch, params, "standard")
+    assert tried == [(1e-2, 1e-4, 1e-2, 1e-4), (1e-3, 1e-3, 1e-3, 1e-3)]
+    assert out["scratch_recipe"] == {"chosen": {"lr": 1e-3, "wd": 1e-3}, "val_wga": [40.0, 50.0]}
+    tried.clear()
+    out = JTT().run(SimpleNamespace(model_cfg=SimpleNamespace(pretrained=True)), params, "standard")
+    assert tried == [(1e-5, 1.0, 1e-5, 1.0)] and "scratch_recipe" not in out  # pretrained: the preset's recipe
+
+
+def test_paper_table8_scratch_rows_price_every_recipe():
+    from artifact.config import build, load_preset
+    from artifact.grid import expand, load_table
+    from artifact.methods import METHODS
+    from artifact.methods.jtt import Params
+
+    jobs = expand(load_table("table8"), load_preset("paper"))
+    for job in jobs:
+        params = build(Params, job.cfg["method"]["params"], "method.params")
+        n = len(METHODS["jtt"].stages(job.cfg, params, job.cfg["case"]))
+        assert n == (2 if job.cfg["model"]["pretrained"] else 2 * len(params.scratch)), job.labels
