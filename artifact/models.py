@@ -1,7 +1,7 @@
 """Models: torchvision ResNet-18/50 (ImageNet V1 weights from the hub cache) and a small CPU CNN.
 
 Every model takes uint8-derived pixels in [0, 1] and normalises inside, so attacks and triggers live in
-pixel space (shared/reference/attacks_defenses.md §0.2).
+pixel space (docs/deviations.md, GM).
 """
 
 from __future__ import annotations

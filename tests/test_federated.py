@@ -1,4 +1,4 @@
-"""Invariants of the FL defenses (shared/reference/attacks_defenses.md §4-6) and a table9 smoke run."""
+"""Invariants of the FL defenses (docs/deviations.md, Table 9) and a table9 smoke run."""
 
 from dataclasses import replace
 

@@ -1,4 +1,4 @@
-"""GM (gradient matching) invariants: attacks_defenses.md §3.4-3.8 and §9."""
+"""GM (gradient matching) invariants: crafting, augmentation, restarts and the ASR (docs/deviations.md, GM)."""
 
 from __future__ import annotations
 

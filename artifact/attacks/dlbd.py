@@ -1,4 +1,4 @@
-"""DLBD: dirty-label backdoor with a white-square trigger (BadNets-style), attacks_defenses.md §1.
+"""DLBD: dirty-label backdoor with a white-square trigger (BadNets-style), docs/deviations.md.
 
 floor(rate * N_train) samples drawn (seeded) from the largest group of the class that is not LRG-1's,
 stamped with the trigger and relabelled to LRG-1's class, replacing the originals in place. They keep

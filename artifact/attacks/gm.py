@@ -1,4 +1,4 @@
-"""GM: gradient matching (Witches' Brew, Geiping et al. 2021), shared/reference/attacks_defenses.md §3.
+"""GM: gradient matching (Witches' Brew, Geiping et al. 2021), docs/deviations.md.
 
 Clean-label and targeted: perturb P = floor(budget * N_train) LRG-1 training images within an l_inf ball
 of eps/255 (pixel space) so that their clean-label training gradient on a surrogate points where the

@@ -1,4 +1,4 @@
-"""SA: subpopulation attack, FeatureMatch + label flipping (Jagielski et al. 2021), attacks_defenses.md §2.
+"""SA: subpopulation attack, FeatureMatch + label flipping (Jagielski et al. 2021), docs/deviations.md.
 
 The subpopulation is one annotated group g* (FeatureMatch on (y, a)). floor(rate * N_train) g* training
 samples, drawn without replacement, get the flipped label 1 - y* in place (`mode: modify`, the paper's

@@ -3,7 +3,7 @@
 The background (spurious attribute a) fills most pixels and is learned at once; the bird (label y) is
 small, randomly placed and coloured independently of the label, so ERM takes the shortcut and the
 minority groups (landbird on water, waterbird on land) are hard, which is the property the paper needs.
-Design and its measured behaviour: shared/reference/datasets.md §4 and pilot-jtt-dlbd.md.
+Design and its measured behaviour: docs/deviations.md (the tiny preset).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""STRIP (Gao et al. 2019; shared/reference/attacks_defenses.md §7): run-time trojan input detection.
+"""STRIP (Gao et al. 2019; docs/deviations.md, STRIP): run-time trojan input detection.
 
 Each screened input is blended with N clean overlay images (pixel-space sum, clipped); a backdoored model
 keeps predicting the target class on triggered inputs whatever the overlay, so their mean prediction

@@ -1,4 +1,4 @@
-"""GEORGE (Sohoni et al. 2020) as its official code runs it (shared/reference/methods.md §3).
+"""GEORGE (Sohoni et al. 2020) as its official code (HazyResearch/hidden-stratification) runs it.
 
 Stage 1 trains an ERM model (checkpoint by validation accuracy reweighted to the train groups); its
 avgpool features are reduced per class (the released Waterbirds config: the 1-D "hardness" projection

@@ -1,4 +1,4 @@
-"""Group DRO (Sagawa et al. 2019) as GEORGE's stage 5 runs it (shared/reference/methods.md §1, §3.5).
+"""Group DRO (Sagawa et al. 2019) as GEORGE's stage 5 runs it (kohpangwei/group_DRO's loss, GEORGE's stable variant).
 
 Pure pieces, reusable with true groups or estimated clusters:
 - `GroupDROLoss`: per-batch group mean cross-entropy L_g, adversarial weights q kept in log space
