@@ -38,9 +38,14 @@ OPS = {">=": lambda d, v: d >= v, "<=": lambda d, v: d <= v, ">": lambda d, v: d
 
 @dataclass
 class Verdict:
-    status: str  # PASS | FAIL | MISSING
+    status: str  # PASS | FAIL | MISSING | SKIPPED
     what: str
     detail: str
+    # For the reviewer's report (artifact/reviewer_report.py): which section gave it, the cell it
+    # judges (row labels and metric, matched as the checker matches them), the claim entry it checks.
+    section: str = ""
+    cell: dict | None = None
+    claim: dict | None = None
 
     def line(self) -> str:
         return f"{self.status:<7} {self.what}: {self.detail}"
@@ -111,13 +116,14 @@ def sanity(agg: pd.DataFrame) -> list[Verdict]:
     for r in agg.itertuples():
         if getattr(r, "na", False) and r.n >= r.n_expected:
             continue  # absent by design (n/a), e.g. LRG-2 on CelebA
-        labels = " ".join(str(v) for v in r[1 : 1 + len(_row_columns(agg))])  # dotted names: by position
-        what = f"{labels} {r.metric}"
+        values = r[1 : 1 + len(_row_columns(agg))]  # dotted names: by position
+        what = " ".join(str(v) for v in values) + f" {r.metric}"
+        cell = {**dict(zip(_row_columns(agg), values, strict=True)), "metric": r.metric}
         if r.n < r.n_expected:
-            out.append(Verdict("MISSING", what, f"{r.n}/{r.n_expected} seeds finished"))
+            out.append(Verdict("MISSING", what, f"{r.n}/{r.n_expected} seeds finished", cell=cell))
         elif not (math.isfinite(r.mean) and -scale(r.metric) <= r.mean <= scale(r.metric)):
             unit = "a percentage" if scale(r.metric) == 100 else f"within ±{scale(r.metric):g}"
-            out.append(Verdict("FAIL", what, f"value {r.mean} is not {unit}"))
+            out.append(Verdict("FAIL", what, f"value {r.mean} is not {unit}", cell=cell))
     ranges = sorted({scale(m) for m in agg["metric"]}) if len(agg) else [100.0]
     within = "[-100, 100]" if ranges == [100.0] else "each metric's range (entropies ±1 bit, the rest ±100)"
     return out or [Verdict("PASS", "all cells", f"{len(agg)} cells complete, finite and within {within}")]
@@ -129,16 +135,17 @@ def check_numbers(agg: pd.DataFrame, expected: pd.DataFrame, k: float, floor: fl
     out = []
     for e in expected.to_dict("records"):  # records, not namedtuples: label columns may be dotted
         labels = {c: e[c] for c in label_cols}
-        cell = _select(agg, {**labels, "metric": e["metric"]})
+        key = {**labels, "metric": e["metric"]}
+        cell = _select(agg, key)
         what = " ".join(str(v) for v in labels.values()) + f" {e['metric']}"
         if math.isnan(e["mean"]):
-            out.append(Verdict("SKIPPED", what, "N/A in the paper"))
+            out.append(Verdict("SKIPPED", what, "N/A in the paper", cell=key))
             continue
         if cell.empty and filtered:
-            out.append(Verdict("SKIPPED", what, "not in the filtered grid (--only)"))
+            out.append(Verdict("SKIPPED", what, "not in the filtered grid (--only)", cell=key))
             continue
         if cell.empty or cell.iloc[0]["n"] == 0:
-            out.append(Verdict("MISSING", what, "no result"))
+            out.append(Verdict("MISSING", what, "no result", cell=key))
             continue
         ours, sd = float(cell.iloc[0]["mean"]), float(cell.iloc[0]["std"])
         sd = 0.0 if math.isnan(sd) else sd
@@ -147,7 +154,7 @@ def check_numbers(agg: pd.DataFrame, expected: pd.DataFrame, k: float, floor: fl
         status = "PASS" if delta <= tol else "FAIL"
         d = 1 if scale(e["metric"]) == 100 else 3  # decimals: entropies in bits need three
         out.append(Verdict(status, what, f"ours {ours:.{d}f} ± {sd:.{d}f}, paper {e['mean']:.{d}f} ± {e['std']:.{d}f}, "
-                                         f"|Δ| {delta:.{d}f} {'<=' if status == 'PASS' else '>'} tol {tol:.{d}f}"))
+                                         f"|Δ| {delta:.{d}f} {'<=' if status == 'PASS' else '>'} tol {tol:.{d}f}", cell=key))
     return out
 
 
@@ -165,7 +172,8 @@ def check_claims(agg: pd.DataFrame, claims: list[dict], filtered: bool = False,
     out = []
     for c in claims:
         if preset is not None and c.get("presets") and preset not in c["presets"]:
-            out.append(Verdict("SKIPPED", c["id"], f"a threshold meant for preset(s) {', '.join(c['presets'])}"))
+            out.append(Verdict("SKIPPED", c["id"], f"a threshold meant for preset(s) {', '.join(c['presets'])}",
+                               claim=c))
             continue
         where = c.get("where", {})
         base = _select(agg, where)
@@ -179,14 +187,15 @@ def check_claims(agg: pd.DataFrame, claims: list[dict], filtered: bool = False,
             if left is None or right is None:
                 sides = [c["left"], *([c["right"]] if c.get("right") else [])]
                 if filtered and any(_select(agg, {**scope, **side}).empty for side in sides):
-                    out.append(Verdict("SKIPPED", what, "its rows are not in the filtered grid (--only)"))
+                    out.append(Verdict("SKIPPED", what, "its rows are not in the filtered grid (--only)", claim=c))
                 else:
-                    out.append(Verdict("MISSING", what, f"cells for '{c['text']}' not found"))
+                    out.append(Verdict("MISSING", what, f"cells for '{c['text']}' not found", claim=c))
                 continue
             d = left - right
             desc = _describe(c)
             ok = OPS[c["op"]](d, c["value"])
-            out.append(Verdict("PASS" if ok else "FAIL", what, f"{desc} = {d:.1f} (needs {c['op']} {c['value']})"))
+            out.append(Verdict("PASS" if ok else "FAIL", what, f"{desc} = {d:.1f} (needs {c['op']} {c['value']})",
+                               claim=c))
     return out
 
 
@@ -268,6 +277,9 @@ def run_checks(table: str, agg: pd.DataFrame, check_cfg, preset: str, where: Pat
         rule.append("completeness and sanity only (this preset is for exercising code paths)")
     elif not check_cfg.numbers:
         rule.append("per-cell numbers not compared at this preset (its data and models differ from the paper's)")
+    for title, vs in sections:
+        for v in vs:
+            v.section = title
     verdicts = [v for _, vs in sections for v in vs]
     counts = {s: sum(v.status == s for v in verdicts) for s in ("PASS", "FAIL", "MISSING")}
     ok = counts["FAIL"] == 0 and counts["MISSING"] == 0

@@ -3,7 +3,7 @@
     python -m artifact TARGET [--preset P] [--seeds N] [--results DIR] [--data-root DIR] [--jobs N]
                               [--only KEY=VALUE ...] [--device D] [--dry-run]
                               [--executor local|slurm] [--cluster-config F] [--cluster-set KEY=VALUE ...]
-    python -m artifact --list | check TARGET | status TARGET | data {check,synth} ...
+    python -m artifact --list | check TARGET | status TARGET | report | data {check,synth} ...
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from artifact.config import PRESETS, ROOT, load_preset
 from artifact.errors import UserError
 from artifact.store import canonical
 
-COMMANDS = ("check", "status", "data")
+COMMANDS = ("check", "status", "report", "data")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -100,15 +100,15 @@ def cmd_list(args) -> int:
 
 def _summaries(names, preset, args, store) -> bool:
     """Aggregate, print and check every table in `names`; True when all reproduce."""
-    from artifact import check, report
+    from artifact import report
 
     ok_all = True
     out_dir = store.root / "tables" / args.preset
     for name in names:
         table, jobs = _jobs(name, preset, args)
         n_seeds = args.seeds if args.seeds is not None else preset.seeds
-        df = report.collect(table, jobs, store)
-        agg = report.aggregate(table, df, n_seeds)
+        ev = report.evaluate(table, jobs, store, preset, args.preset, n_seeds, filtered=bool(args.only))
+        agg, ok, text = ev.agg, ev.ok, ev.text
         md, _ = report.write_outputs(table, agg, out_dir, args.preset)
         if table.kind == "figure":
             from artifact import figures
@@ -116,11 +116,6 @@ def _summaries(names, preset, args, store) -> bool:
             print(f"figure: {figures.render(table, jobs, store, out_dir)}")
         print(f"\n{table.title}\n(preset {args.preset}; mean ± std over seeds, ddof=1)\n")
         print(report.render(table, agg))
-        ranges = None
-        if preset.check.ranges:
-            probe = dataclasses.replace(table, metrics=check.RANGE_METRICS)
-            ranges = report.aggregate(probe, report.collect(probe, jobs, store), n_seeds)
-        ok, text, _ = check.run_checks(name, agg, preset.check, args.preset, filtered=bool(args.only), ranges=ranges)
         from artifact.store import atomic_write_text
 
         atomic_write_text(out_dir / f"{name}.check.txt", text + "\n")
@@ -215,7 +210,17 @@ def _finish(names, preset, args, store, statuses) -> int:
     ok = _summaries(names, preset, args, store)
     for s in failed:
         print(f"FAILED {s['job']}: {s['error']} (log: {s.get('log')})", file=sys.stderr)
+    if args.target == "all":
+        cmd_report(args)
     return 0 if ok and not failed else 1
+
+
+def cmd_report(args) -> int:
+    """The reviewer's report (artifact/reviewer_report.py) from the results folder; no training."""
+    from artifact.reviewer_report import write_report
+
+    print(f"reviewer's report: {write_report(args.results, args.preset, args.seeds, args.only)}")
+    return 0
 
 
 def cmd_check(args) -> int:
@@ -263,9 +268,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.list:
             return cmd_list(args)
         if not args.target:
-            raise UserError("no target given (valid: table1..table12, figure1, all, --list, check, status, data)")
-        if args.target in ("check", "status"):
-            return {"check": cmd_check, "status": cmd_status}[args.target](args)
+            raise UserError("no target given (valid: table1..table12, figure1, all, --list, check, status, report, data)")
+        if args.target in ("check", "status", "report"):
+            return {"check": cmd_check, "status": cmd_status, "report": cmd_report}[args.target](args)
         if args.subtarget:
             raise UserError(f"unexpected argument {args.subtarget!r} after target {args.target!r}")
         return cmd_run(args)

@@ -59,12 +59,17 @@ def elmf_figure(data: dict, title: str):
     return fig
 
 
-def render(table, jobs, store, out_dir: Path) -> Path:
-    """Draw `table` (a kind: figure config) from its jobs' results into out_dir/<name>.png."""
+def draw(table, jobs, store):
+    """The figure of `table` (a kind: figure config) from its jobs' results, as a matplotlib figure."""
     data = curves(jobs, store)
     seeds = sorted({len(v) for roles in data.values() for v in roles.values()})
-    fig = elmf_figure(data, f"{table.name}: ELMF per group over EPIC's iterations, mean ± std over "
-                            f"{'/'.join(map(str, seeds)) or 'no'} seed(s)")
+    return elmf_figure(data, f"{table.name}: ELMF per group over EPIC's iterations, mean ± std over "
+                             f"{'/'.join(map(str, seeds)) or 'no'} seed(s)")
+
+
+def render(table, jobs, store, out_dir: Path) -> Path:
+    """Draw `table` (a kind: figure config) from its jobs' results into out_dir/<name>.png."""
+    fig = draw(table, jobs, store)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{table.name}.png"
     tmp = path.with_suffix(".tmp.png")

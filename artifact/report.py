@@ -6,6 +6,7 @@ partial one says how many seeds it has.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -93,9 +94,9 @@ def _label(col: str, value) -> str:
     return str(value).upper() if col in CATEGORICAL else str(value)
 
 
-def render(table, agg: pd.DataFrame, tablefmt: str = "github") -> str:
-    """The paper's layout: one line per row key, repeated leading labels left blank, metrics as columns."""
-    lines, prev = [], None
+def layout(table, agg: pd.DataFrame):
+    """The paper's row order: (labels shown, repeated leading ones blank; the row's block of agg) per row key."""
+    prev = None
     for key, block in agg.groupby(list(table.rows), sort=False):
         key = key if isinstance(key, tuple) else (key,)
         labels = [_label(c, v) for c, v in zip(table.rows, key, strict=True)]
@@ -106,6 +107,13 @@ def render(table, agg: pd.DataFrame, tablefmt: str = "github") -> str:
                     break
                 shown[i] = ""
         prev = labels
+        yield shown, block
+
+
+def render(table, agg: pd.DataFrame, tablefmt: str = "github") -> str:
+    """The paper's layout: one line per row key, repeated leading labels left blank, metrics as columns."""
+    lines = []
+    for shown, block in layout(table, agg):
         cells = {r.metric: fmt_cell(r.mean, r.std, r.n, r.n_expected, r.na, table.decimals) for r in block.itertuples()}
         lines.append([*shown, *(cells[m] for m in table.metrics)])
     headers = [table.headers.get(c, c.upper()) for c in table.rows + table.metrics]
@@ -120,3 +128,28 @@ def write_outputs(table, agg: pd.DataFrame, out_dir: Path, preset: str) -> tuple
     atomic_write_text(md, f"{table.title}\n\n{note}\n\n{render(table, agg)}\n")
     atomic_write_text(csv, agg.to_csv(index=False, float_format="%.4f"))
     return md, csv
+
+
+@dataclasses.dataclass
+class Evaluation:
+    """One target's aggregate and the checker's verdicts on it."""
+
+    table: object
+    jobs: list
+    agg: pd.DataFrame
+    ok: bool
+    text: str
+    verdicts: list
+
+
+def evaluate(table, jobs, store, preset, preset_name: str, n_seeds: int, filtered: bool = False) -> Evaluation:
+    """Aggregate and check a target from its results: what `check` prints and the reviewer's report shows."""
+    from artifact import check
+
+    agg = aggregate(table, collect(table, jobs, store), n_seeds)
+    ranges = None
+    if preset.check.ranges:
+        probe = dataclasses.replace(table, metrics=check.RANGE_METRICS)
+        ranges = aggregate(probe, collect(probe, jobs, store), n_seeds)
+    ok, text, verdicts = check.run_checks(table.name, agg, preset.check, preset_name, filtered=filtered, ranges=ranges)
+    return Evaluation(table, jobs, agg, ok, text, verdicts)

@@ -1,0 +1,489 @@
+"""The reviewer's report: one page with every target's table beside the paper's, verdicts, plots, provenance.
+
+`reproduce.sh report` writes results/report/<preset>/index.html (and its Markdown twin index.md) from
+the results folder alone, in seconds: no training. Every number and verdict comes from the existing
+layers (report.evaluate: the aggregate and the checker's verdicts `check` prints; check.load_expected:
+the paper's numbers and sentences; figures.draw: the figures), so the page cannot disagree with them.
+The page is self-contained: plots are base64 PNGs, styles inline, no script, nothing fetched.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import datetime
+import html
+import io
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from artifact import check, figures, report  # noqa: E402
+from artifact.config import PRESETS, load_preset  # noqa: E402
+from artifact.errors import UserError  # noqa: E402
+from artifact.grid import expand, filter_jobs, load_table, table_names  # noqa: E402
+from artifact.store import Store, atomic_write_bytes, atomic_write_text  # noqa: E402
+
+STATUSES = ("FAIL", "MISSING", "PASS", "SKIPPED")  # worst first: a cell shows the worst verdict it got
+CELL_SECTIONS = ("Completeness and sanity", "Cells vs the paper")
+CLAIMS = "The paper's claims"
+MARK = {"PASS": "✓", "FAIL": "✗", "MISSING": "?", "SKIPPED": "–", "": ""}
+
+
+@dataclass
+class Target:
+    """A target that has results: the checker's evaluation plus what the page adds beside it."""
+
+    ev: report.Evaluation
+    results: dict  # job id -> result.json (finished jobs only)
+    paper: dict  # agg index -> (mean, std) from expected_results/<target>.csv
+    cell: dict  # agg index -> the worst cell verdict
+    png: bytes | None
+
+    @property
+    def name(self) -> str:
+        return self.ev.table.name
+
+    def counts(self, section: str | None = None) -> dict:
+        vs = [v for v in self.ev.verdicts if section is None or v.section == section]
+        return {s: sum(v.status == s for v in vs) for s in STATUSES}
+
+    @property
+    def verdict(self) -> str:
+        """The checker's own word (REPRODUCED, NOT REPRODUCED, SANE ...), from its summary line."""
+        return self.ev.text.rsplit("-> ", 1)[-1]
+
+    @property
+    def wall_s(self) -> float:
+        return sum(_wall(r) for r in self.results.values())
+
+
+def _wall(result: dict) -> float:
+    return float((result.get("timing") or {}).get("wall_s") or 0.0)
+
+
+class _Cells:
+    """Aggregate rows by their labels, matched as the checker matches them (check._select), in one lookup."""
+
+    def __init__(self, agg):
+        self.agg, self.cols = agg, [*check._row_columns(agg), "metric"]
+        self.keys = {tuple(map(check._norm, row)): i for i, row in
+                     zip(agg.index, agg[self.cols].itertuples(index=False), strict=True)}
+
+    def index(self, labels: dict) -> list:
+        if set(labels) != set(self.cols):  # a subset of the labels: the checker's own selection
+            return list(check._select(self.agg, labels).index)
+        i = self.keys.get(tuple(check._norm(labels[c]) for c in self.cols))
+        return [] if i is None else [i]
+
+
+def _target(table, jobs, store, preset, preset_name, n_seeds, filtered) -> Target | None:
+    results = {j.id: r for j in jobs if (r := store.load_result(j.id)) is not None}
+    if not results:
+        return None
+    ev = report.evaluate(table, jobs, store, preset, preset_name, n_seeds, filtered)
+    expected, _ = check.load_expected(table.name)
+    cells = _Cells(ev.agg)
+    paper = {}
+    for e in [] if expected is None else expected.to_dict("records"):
+        labels = {k: v for k, v in e.items() if k not in ("mean", "std")}
+        for i in cells.index(labels):
+            paper[i] = (e["mean"], e["std"])
+    cell = {}
+    for v in ev.verdicts:
+        if v.cell and v.section in CELL_SECTIONS:
+            for i in cells.index(v.cell):
+                if i not in cell or STATUSES.index(v.status) < STATUSES.index(cell[i].status):
+                    cell[i] = v
+    target = Target(ev, results, paper, cell, None)
+    target.png = _png(figures.draw(table, jobs, store) if table.kind == "figure" else _forest(target))
+    return target
+
+
+def _forest(t: Target):
+    """Ours beside the paper's, mean ± std per row, one panel per metric: the table at a glance."""
+    agg, table = t.ev.agg, t.ev.table
+    rows = [(shown, block) for shown, block in report.layout(table, agg) if block["n"].max() > 0]
+    if not rows:
+        return None
+    names = [" / ".join(report._label(c, block.iloc[0][c]) for c in table.rows) for _, block in rows]
+    n_m = len(table.metrics)
+    fig, axes = plt.subplots(1, n_m, figsize=(min(2.5 * n_m + 2.6, 17), 0.9 + 0.24 * len(rows)),
+                             sharey=True, squeeze=False)
+    y = list(range(len(rows)))[::-1]
+    for ax, metric in zip(axes[0], table.metrics, strict=True):
+        for yi, (_, block) in zip(y, rows, strict=True):
+            r = block[block["metric"] == metric].iloc[0]
+            i = r.name
+            if i in t.paper and not math.isnan(t.paper[i][0]):
+                pm, ps = t.paper[i]
+                ax.errorbar(pm, yi - 0.18, xerr=0 if math.isnan(ps) else ps, fmt="D", ms=4, color="0.55",
+                            mfc="white", capsize=2, lw=1, label="paper")
+            if r["n"] > 0 and math.isfinite(r["mean"]):
+                status = t.cell[i].status if i in t.cell else ""
+                ax.errorbar(r["mean"], yi + 0.18, xerr=0 if math.isnan(r["std"]) else r["std"], fmt="o", ms=4,
+                            color="tab:red" if status == "FAIL" else "tab:blue", capsize=2, lw=1, label="ours")
+        ax.set_title(table.headers.get(metric, metric.upper()), fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+        ax.tick_params(labelsize=8)
+        lo, hi = (0, 1) if check.scale(metric) == 1 else (0, 100)
+        ax.set_xlim(min(lo, ax.get_xlim()[0]), max(hi, ax.get_xlim()[1]))
+    axes[0][0].set_yticks(y, names, fontsize=8)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    by_label = dict(zip(labels, handles, strict=True))
+    for ax in axes[0][1:]:
+        h, lab = ax.get_legend_handles_labels()
+        by_label.update(zip(lab, h, strict=True))
+    fig.legend([by_label[k] for k in ("ours", "paper") if k in by_label],
+               [f"{k} (mean ± std)" for k in ("ours", "paper") if k in by_label],
+               loc="lower center", ncol=2, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.06 if len(rows) > 3 else 0.12, 1, 1))
+    return fig
+
+
+def _png(fig) -> bytes | None:
+    if fig is None:
+        return None
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def collect_targets(store: Store, preset_name: str, seeds: int | None = None, only=()) -> tuple[list, list]:
+    """Every target with at least one finished job of this preset (after --only), and the names of the rest."""
+    preset = load_preset(preset_name)
+    n_seeds = seeds if seeds is not None else preset.seeds
+    run, not_run = [], []
+    for name in table_names():
+        table = load_table(name)
+        try:
+            jobs = filter_jobs(expand(table, preset, seeds), list(only))
+        except UserError:  # a filter key this target does not have: the target is outside the filter
+            jobs = []
+        t = _target(table, jobs, store, preset, preset_name, n_seeds, bool(only)) if jobs else None
+        (run.append(t) if t else not_run.append(name))
+    return run, not_run
+
+
+def _presets_with_results(store: Store, seeds) -> list[str]:
+    found = []
+    for p in PRESETS:
+        preset = load_preset(p)
+        if any(store.is_done(j.id) for n in table_names() for j in expand(load_table(n), preset, seeds)):
+            found.append(p)
+    return found
+
+
+def can_show(preset_name: str) -> tuple[str, str]:
+    """What the preset's checker judges, and what it cannot show: from its check config, not its name."""
+    c = load_preset(preset_name).check
+    can, cannot = [], []
+    if c.numbers:
+        can.append(f"each cell against the paper's mean ± std (PASS within {c.k:g}·√(sd_paper² + sd_ours²) "
+                   f"+ {c.floor:g} pt)")
+    else:
+        cannot.append("the paper's numbers: its data and models differ from the paper's, so the paper's values are "
+                      "shown beside ours for orientation only and the cells are not judged")
+    if c.claims:
+        can.append("the paper's qualitative claims (inequalities on cell means, each with the sentence it formalises)")
+    else:
+        cannot.append("the paper's claims: its verdict is SANE / NOT SANE, never REPRODUCED")
+    if c.ranges:
+        can.append(check.RANGES_RULE)
+    can.append("completeness: every cell has all its seeds and finite values")
+    return "; ".join(can), "; ".join(cannot) or "nothing the checker knows of: cells and claims are both judged"
+
+
+def _duration(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 3600} h {s // 60 % 60} min" if s >= 3600 else f"{s // 60} min {s % 60} s" if s >= 60 else f"{s} s"
+
+
+def _cell_text(t: Target, r) -> tuple[str, str, str]:
+    """(ours, paper, Δ) of one aggregate row, formatted as the tables are."""
+    d = t.ev.table.decimals
+    ours = report.fmt_cell(r["mean"], r["std"], r["n"], r["n_expected"], r["na"], d)
+    if r.name not in t.paper or math.isnan(t.paper[r.name][0]):
+        return ours, "", ""
+    pm, ps = t.paper[r.name]
+    paper = report.fmt_cell(pm, ps, 1, 1, False, d)
+    delta = f"{r['mean'] - pm:+.{d}f}" if r["n"] > 0 and math.isfinite(r["mean"]) else ""
+    return ours, paper, delta
+
+
+def _provenance(targets) -> dict[str, collections.Counter]:
+    """Field -> value -> number of jobs, over the distinct jobs behind the page."""
+    results = {i: r for t in targets for i, r in t.results.items()}
+    fields = {
+        "commit": lambda r: (r.get("env") or {}).get("git_commit"),
+        "python / torch / CUDA / numpy": lambda r: " / ".join(
+            str((r.get("env") or {}).get(k)) for k in ("python", "torch", "cuda", "numpy")),
+        "device": lambda r: f"{(r.get('runtime') or {}).get('device')} ({(r.get('env') or {}).get('device_name')})",
+        "threads": lambda r: (r.get("runtime") or {}).get("threads"),
+        "deterministic": lambda r: (r.get("runtime") or {}).get("deterministic"),
+        "host": lambda r: (r.get("env") or {}).get("hostname"),
+        "seed": lambda r: r.get("seed"),
+    }
+    return {f: collections.Counter(str(get(r)) for r in results.values()) for f, get in fields.items()}
+
+
+@dataclass
+class Page:
+    preset: str
+    description: str
+    can: str
+    cannot: str
+    targets: list
+    not_run: list
+    out_dir: Path
+    store: Store
+    command: str
+
+    def totals(self, section: str | None = None) -> dict:
+        return {s: sum(t.counts(section)[s] for t in self.targets) for s in STATUSES}
+
+    @property
+    def compute_s(self) -> float:
+        return sum(_wall(r) for r in {i: r for t in self.targets for i, r in t.results.items()}.values())
+
+    def link(self, job_id: str) -> str:
+        return os.path.relpath(self.store.result_path(job_id), self.out_dir)
+
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1180px;
+padding:16px 24px;color:#222}
+h1{font-size:22px;margin:4px 0}h2{font-size:18px;margin:28px 0 6px;border-top:2px solid #ccc;padding-top:12px}
+h3{font-size:15px;margin:14px 0 4px}.muted{color:#666}.small{font-size:12px}
+.box{border:1px solid #ccc;border-radius:6px;padding:10px 14px;margin:10px 0;background:#fafafa}
+table{border-collapse:collapse;margin:6px 0}th,td{border:1px solid #d0d0d0;padding:3px 7px;vertical-align:top}
+th{background:#f0f0f0;font-weight:600;text-align:left}td.num{text-align:right;white-space:nowrap}
+td.v .ours{font-weight:600}td.v .paper{display:block;color:#555;font-size:11px}
+.PASS{background:#dff3df}.FAIL{background:#f9d3d3}.MISSING{background:#fff0c2}.SKIPPED{background:#eceff1}
+.badge{display:inline-block;padding:1px 7px;border-radius:9px;font-weight:700;font-size:12px}
+.badge.PASS{color:#1b5e20}.badge.FAIL{color:#8b0000}.badge.MISSING{color:#7a5b00}.badge.SKIPPED{color:#555}
+.verdict{font-weight:700}ul.claims{list-style:none;padding:0}ul.claims li{margin:4px 0;padding:4px 8px;border-radius:4px}
+ul.claims .src{color:#555;font-size:12px;font-style:italic}ul.claims .det{font-family:monospace;font-size:12px}
+img{max-width:100%;border:1px solid #eee}pre{background:#f6f6f6;padding:8px;overflow-x:auto;font-size:12px}
+nav a{margin-right:10px}
+"""
+
+
+def _badge(status: str, text: str | None = None) -> str:
+    return f'<span class="badge {status}">{html.escape(text or status)}</span>'
+
+
+def _counts_text(c: dict) -> str:
+    return ", ".join(f"{c[s]} {s}" for s in STATUSES)
+
+
+def _html(page: Page) -> str:
+    e = html.escape
+    claims, cells = page.totals(CLAIMS), page.totals("Cells vs the paper")
+    compared = sum(cells[s] for s in ("PASS", "FAIL", "MISSING"))
+    total = page.totals()
+    out = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Reviewer's report ({e(page.preset)})"
+           f"</title><style>{CSS}</style></head><body>",
+           "<h1>Reviewer's report: <i>Like Oil and Water</i>, reproduced</h1>",
+           f"<p class='muted small'>Written {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC from "
+           f"<code>{e(str(page.store.root))}</code> by <code>{e(page.command)}</code>; no training.</p>",
+           f"<div class='box' id='preset' data-preset='{e(page.preset)}'><b>These numbers were made at preset "
+           f"<code>{e(page.preset)}</code></b>: {e(page.description)}.<br><b>What it can show:</b> {e(page.can)}."
+           f"<br><b>What it cannot show:</b> {e(page.cannot)}.</div>",
+           f"<div class='box' id='summary' data-pass='{total['PASS']}' data-fail='{total['FAIL']}' "
+           f"data-missing='{total['MISSING']}' data-skipped='{total['SKIPPED']}'>",
+           f"<b>Targets run:</b> {len(page.targets)} ({', '.join(e(t.name) for t in page.targets)})"
+           + (f"; not run: {e(', '.join(page.not_run))}" if page.not_run else "") + "<br>",
+           "<b>Claims:</b> " + " ".join(_badge(s, f"{claims[s]} {s}") for s in STATUSES) + "<br>",
+           "<b>Cells within tolerance:</b> " + (f"{cells['PASS']} of {compared} compared with the paper "
+                                               f"({cells['FAIL']} outside, {cells['MISSING']} missing)"
+                                               if compared else "not compared at this preset") + "<br>",
+           f"<b>All verdicts (as <code>reproduce.sh check</code> counts them):</b> {_counts_text(total)}<br>",
+           f"<b>Compute:</b> {_duration(page.compute_s)} over "
+           f"{len({i for t in page.targets for i in t.results})} jobs (sum of the jobs' recorded wall times; "
+           "shared stages computed before the jobs are not in them)</div>",
+           "<table id='targets'><tr><th>target</th><th>checker's verdict</th><th>claims</th><th>cells vs paper</th>"
+           "<th>all verdicts</th><th>jobs done</th><th>wall time</th></tr>"]
+    for t in page.targets:
+        c, cl, ce = t.counts(), t.counts(CLAIMS), t.counts("Cells vs the paper")
+        status = "PASS" if t.ev.ok else ("FAIL" if c["FAIL"] else "MISSING")
+        n_ce = sum(ce[s] for s in ("PASS", "FAIL", "MISSING"))
+        within = f"{ce['PASS']}/{n_ce} within tolerance" if n_ce else "—"
+        out.append(f"<tr class='target-row' data-target='{e(t.name)}' data-pass='{c['PASS']}' data-fail='{c['FAIL']}' "
+                   f"data-missing='{c['MISSING']}' data-skipped='{c['SKIPPED']}'>"
+                   f"<td><a href='#target-{e(t.name)}'>{e(t.name)}</a></td><td class='{status}'>{e(t.verdict)}</td>"
+                   f"<td>{_counts_text(cl) if sum(cl.values()) else '—'}</td>"
+                   f"<td>{within}</td>"
+                   f"<td>{_counts_text(c)}</td><td class='num'>{len(t.results)}/{len(t.ev.jobs)}</td>"
+                   f"<td class='num'>{_duration(t.wall_s)}</td></tr>")
+    out.append("</table><p class='small'>Colours: " + " ".join(_badge(s, f"{MARK[s]} {s}") for s in STATUSES)
+               + "; uncoloured: shown, not judged at this preset. Hover a cell for the checker's detail.</p>")
+    out.append("<nav>" + "".join(f"<a href='#target-{e(t.name)}'>{e(t.name)}</a>" for t in page.targets)
+               + "<a href='#provenance'>provenance</a></nav>")
+    for t in page.targets:
+        out.append(_html_target(t, page))
+    out.append(_html_provenance(page))
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def _html_target(t: Target, page: Page) -> str:
+    e, table, c = html.escape, t.ev.table, t.counts()
+    out = [f"<section class='target' id='target-{e(t.name)}' data-target='{e(t.name)}' data-pass='{c['PASS']}' "
+           f"data-fail='{c['FAIL']}' data-missing='{c['MISSING']}' data-skipped='{c['SKIPPED']}'>",
+           f"<h2>{e(table.title)}</h2>",
+           f"<p><span class='verdict'>{e(t.verdict)}</span> · {_counts_text(c)} · {len(t.results)}/{len(t.ev.jobs)} "
+           f"jobs done · {_duration(t.wall_s)} · <code>./reproduce.sh {e(t.name)} --preset {e(page.preset)}</code>"
+           f"<br><span class='muted small'>{e(table.description)}</span></p>"]
+    if t.png:
+        alt = "the figure" if table.kind == "figure" else "ours beside the paper's, mean ± std per row"
+        out.append(f"<img alt='{e(t.name)}: {alt}' src='data:image/png;base64,{base64.b64encode(t.png).decode()}'>")
+    claims = [v for v in t.ev.verdicts if v.section == CLAIMS]
+    if claims:
+        out.append("<h3>The paper's claims</h3><ul class='claims'>")
+        prev = None
+        for v in claims:
+            sentence = ""
+            if v.claim is not prev:
+                sentence = (f"<br>“{e(v.claim['text'])}”" +
+                            (f"<br><span class='src'>{e(v.claim['source'])}</span>" if v.claim.get("source") else ""))
+                prev = v.claim
+            badge = _badge(v.status, f"{MARK[v.status]} {v.status}")
+            out.append(f"<li class='claim {v.status}' data-status='{v.status}'>{badge}"
+                       f" <b>{e(v.what)}</b> <span class='det'>{e(v.detail)}</span>{sentence}</li>")
+        out.append("</ul>")
+    other = [v for v in t.ev.verdicts if v.section not in (CLAIMS, "Cells vs the paper") and v.status != "PASS"
+             and not v.cell]
+    if other:
+        out.append("<ul class='claims'>" + "".join(
+            f"<li class='{v.status}'>{_badge(v.status)} <b>{e(v.what)}</b> <span class='det'>{e(v.detail)}</span></li>"
+            for v in other) + "</ul>")
+    out.append(_html_table(t))
+    out.append(f"<details><summary>The checker's output and the {len(t.results)} result files</summary>"
+               f"<pre>{e(t.ev.text)}</pre><p class='small'>"
+               + " ".join(f"<a href='{e(page.link(i))}'>{e(i)}</a>" for i in t.results) + "</p></details>")
+    out.append("</section>")
+    return "\n".join(out)
+
+
+def _html_table(t: Target) -> str:
+    e, table = html.escape, t.ev.table
+    head = "".join(f"<th>{e(table.headers.get(c, c.upper()))}</th>" for c in (*table.rows, *table.metrics))
+    rows, not_run = [], []
+    for shown, block in report.layout(table, t.ev.agg):
+        if block["n"].max() == 0:
+            not_run.append(" / ".join(report._label(c, block.iloc[0][c]) for c in table.rows))
+            continue
+        cells = []
+        for _, r in block.iterrows():
+            v = t.cell.get(r.name)
+            status = v.status if v else ""
+            ours, paper, delta = _cell_text(t, r)
+            extra = f"<span class='paper'>paper {e(paper)} · Δ {e(delta)}</span>" if paper else ""
+            title = f" title='{e(v.detail)}'" if v else ""
+            cells.append(f"<td class='v num {status}' data-status='{status}'{title}>{MARK[status]} "
+                         f"<span class='ours'>{e(ours)}</span>{extra}</td>")
+        rows.append("<tr>" + "".join(f"<td>{e(s)}</td>" for s in shown) + "".join(cells) + "</tr>")
+    out = ""
+    if rows:
+        out = f"<table class='results'><tr>{head}</tr>{''.join(rows)}</table>"
+        out = f"<details><summary>The table ({len(rows)} rows)</summary>{out}</details>" if table.kind == "figure" else out
+    if not_run:
+        out += (f"<p class='MISSING small' data-rows-not-run='{len(not_run)}'>{len(not_run)} rows with no finished "
+                f"job (MISSING): {e('; '.join(not_run))}</p>")
+    return out
+
+
+def _html_provenance(page: Page) -> str:
+    e = html.escape
+    out = ["<section id='provenance'><h2>Provenance</h2><table>"]
+    for field, counter in _provenance(page.targets).items():
+        vals = ", ".join(f"{e(v)} ({n} jobs)" for v, n in sorted(counter.items()))
+        out.append(f"<tr><th>{e(field)}</th><td>{vals}</td></tr>")
+    out.append("</table><h3>Wall time per target</h3><table><tr><th>target</th><th>jobs</th><th>wall time</th>"
+               "<th>result files</th></tr>")
+    for t in page.targets:
+        out.append(f"<tr><td>{e(t.name)}</td><td class='num'>{len(t.results)}</td><td class='num'>"
+                   f"{_duration(t.wall_s)}</td><td class='small'>"
+                   + " ".join(f"<a href='{e(page.link(i))}'>{e(i[:8])}</a>" for i in t.results) + "</td></tr>")
+    out.append("</table><p class='small muted'>A job shared by several targets (e.g. Table 2's rows in Table 1) counts "
+               "in each target's wall time and once in the total. Each result.json holds the job's full resolved "
+               "config.</p></section>")
+    return "\n".join(out)
+
+
+def _markdown(page: Page) -> str:
+    claims, cells, total = page.totals(CLAIMS), page.totals("Cells vs the paper"), page.totals()
+    compared = sum(cells[s] for s in ("PASS", "FAIL", "MISSING"))
+    out = ["# Reviewer's report: *Like Oil and Water*, reproduced", "",
+           f"**These numbers were made at preset `{page.preset}`**: {page.description}.", "",
+           f"- What it can show: {page.can}.", f"- What it cannot show: {page.cannot}.", "",
+           f"Targets run: {len(page.targets)} ({', '.join(t.name for t in page.targets)})"
+           + (f"; not run: {', '.join(page.not_run)}" if page.not_run else "") + ".  ",
+           f"Claims: {_counts_text(claims)}.  ",
+           "Cells within tolerance: " + (f"{cells['PASS']} of {compared}" if compared else "not compared at this preset")
+           + ".  ", f"All verdicts: {_counts_text(total)}.  ",
+           f"Compute: {_duration(page.compute_s)} (sum of the jobs' recorded wall times).", "",
+           "| target | checker's verdict | all verdicts | jobs done | wall time |", "|---|---|---|---|---|"]
+    out += [f"| [{t.name}](#{t.name}) | {t.verdict} | {_counts_text(t.counts())} | {len(t.results)}/{len(t.ev.jobs)} | "
+            f"{_duration(t.wall_s)} |" for t in page.targets]
+    for t in page.targets:
+        table = t.ev.table
+        out += ["", f"## {t.name}", "", f"**{table.title}** — {t.verdict}", ""]
+        if t.png:
+            out += [f"![{t.name}]({t.name}.png)", ""]
+        lines = []
+        for shown, block in report.layout(table, t.ev.agg):
+            cells = []
+            for _, r in block.iterrows():
+                ours, paper, delta = _cell_text(t, r)
+                status = t.cell[r.name].status if r.name in t.cell else ""
+                cells.append(ours + (f" (paper {paper}, Δ {delta})" if paper else "")
+                             + (f" **{status}**" if status else ""))
+            lines.append("| " + " | ".join([*shown, *cells]) + " |")
+        head = [table.headers.get(c, c.upper()) for c in (*table.rows, *table.metrics)]
+        out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *lines, ""]
+        for v in (v for v in t.ev.verdicts if v.section == CLAIMS):
+            out.append(f"- **{v.status}** {v.what}: {v.detail} — “{v.claim['text']}”")
+    out += ["", "## Provenance", ""]
+    for field, counter in _provenance(page.targets).items():
+        out.append(f"- {field}: " + ", ".join(f"{v} ({n} jobs)" for v, n in sorted(counter.items())))
+    out += ["", "| target | jobs | wall time |", "|---|---|---|"]
+    out += [f"| {t.name} | {len(t.results)} | {_duration(t.wall_s)} |" for t in page.targets]
+    return "\n".join(out) + "\n"
+
+
+def write_report(results: str | Path, preset_name: str, seeds: int | None = None, only=()) -> Path:
+    """Write results/report/<preset>/index.html, index.md and one PNG per plot; return the HTML's path."""
+    store = Store(results)
+    if not (store.root / "jobs").is_dir():
+        raise UserError(f"no results folder at {store.root} (no jobs/ in it): pass --results DIR of a run")
+    if preset_name not in PRESETS:
+        load_preset(preset_name)  # raises the one-line error naming the valid presets
+    targets, not_run = collect_targets(store, preset_name, seeds, only)
+    if not targets:
+        others = [p for p in _presets_with_results(store, seeds) if p != preset_name]
+        hint = f"it has results of preset {', '.join(others)}: pass --preset {others[0]}" if others else \
+            "run a target first, e.g. ./reproduce.sh table2 --preset tiny"
+        raise UserError(f"no results of preset {preset_name!r} in {store.root}"
+                        + (f" matching --only {' '.join(only)}" if only else "") + f"; {hint}")
+    out_dir = store.root / "report" / preset_name
+    can, cannot = can_show(preset_name)
+    command = " ".join(["./reproduce.sh report --preset", preset_name, "--results", str(store.root),
+                        *(f"--only {o}" for o in only), *([f"--seeds {seeds}"] if seeds is not None else [])])
+    page = Page(preset_name, load_preset(preset_name).description.rstrip("."), can, cannot, targets, not_run,
+                out_dir, store, command)
+    for t in targets:
+        if t.png:
+            atomic_write_bytes(out_dir / f"{t.name}.png", t.png)
+    atomic_write_text(out_dir / "index.md", _markdown(page))
+    path = out_dir / "index.html"
+    atomic_write_text(path, _html(page))
+    return path
