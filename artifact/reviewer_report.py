@@ -175,7 +175,10 @@ def collect_targets(store: Store, preset_name: str, seeds: int | None = None, on
 def _presets_with_results(store: Store, seeds) -> list[str]:
     found = []
     for p in PRESETS:
-        preset = load_preset(p)
+        try:
+            preset = load_preset(p)
+        except UserError:  # a configs folder (OILWATER_CONFIGS) without this preset
+            continue
         if any(store.is_done(j.id) for n in table_names() for j in expand(load_table(n), preset, seeds)):
             found.append(p)
     return found
@@ -224,14 +227,16 @@ def _provenance(targets) -> dict[str, collections.Counter]:
     fields = {
         "commit": lambda r: (r.get("env") or {}).get("git_commit"),
         "python / torch / CUDA / numpy": lambda r: " / ".join(
-            str((r.get("env") or {}).get(k)) for k in ("python", "torch", "cuda", "numpy")),
-        "device": lambda r: f"{(r.get('runtime') or {}).get('device')} ({(r.get('env') or {}).get('device_name')})",
+            str(r["env"].get(k)) for k in ("python", "torch", "cuda", "numpy")) if r.get("env") else None,
+        "device": lambda r: f"{r['runtime'].get('device')} ({(r.get('env') or {}).get('device_name')})"
+        if r.get("runtime") else None,
         "threads": lambda r: (r.get("runtime") or {}).get("threads"),
         "deterministic": lambda r: (r.get("runtime") or {}).get("deterministic"),
         "host": lambda r: (r.get("env") or {}).get("hostname"),
         "seed": lambda r: r.get("seed"),
     }
-    return {f: collections.Counter(str(get(r)) for r in results.values()) for f, get in fields.items()}
+    return {f: collections.Counter("not recorded" if get(r) is None else str(get(r)) for r in results.values())
+            for f, get in fields.items()}
 
 
 @dataclass
@@ -269,11 +274,24 @@ td.v .ours{font-weight:600}td.v .paper{display:block;color:#555;font-size:11px}
 .PASS{background:#dff3df}.FAIL{background:#f9d3d3}.MISSING{background:#fff0c2}.SKIPPED{background:#eceff1}
 .badge{display:inline-block;padding:1px 7px;border-radius:9px;font-weight:700;font-size:12px}
 .badge.PASS{color:#1b5e20}.badge.FAIL{color:#8b0000}.badge.MISSING{color:#7a5b00}.badge.SKIPPED{color:#555}
-.verdict{font-weight:700}ul.claims{list-style:none;padding:0}ul.claims li{margin:4px 0;padding:4px 8px;border-radius:4px}
+.verdict{font-weight:700}.headline{font-size:16px;margin:8px 0}.headline .badge{font-size:15px;padding:2px 10px}
+ul.claims{list-style:none;padding:0}ul.claims li{margin:4px 0;padding:4px 8px;border-radius:4px}
 ul.claims .src{color:#555;font-size:12px;font-style:italic}ul.claims .det{font-family:monospace;font-size:12px}
 img{max-width:100%;border:1px solid #eee}pre{background:#f6f6f6;padding:8px;overflow-x:auto;font-size:12px}
 nav a{margin-right:10px}
 """
+
+
+def _headline(page: Page, as_html: bool = False) -> str:
+    """The checker's verdicts over the targets run, worst first: e.g. '3 NOT REPRODUCED (table1, ...), 9 REPRODUCED'."""
+    by = collections.defaultdict(list)
+    for t in page.targets:
+        by[(t.ev.ok, t.verdict)].append(t.name)
+    parts = []
+    for (ok, word), names in sorted(by.items()):
+        text = f"{len(names)} {word}" + ("" if ok else f" ({', '.join(names)})")
+        parts.append(_badge("PASS" if ok else "FAIL", text) if as_html else f"**{text}**")
+    return "Verdict: " + (" " if as_html else ", ").join(parts)
 
 
 def _badge(status: str, text: str | None = None) -> str:
@@ -294,6 +312,7 @@ def _html(page: Page) -> str:
            "<h1>Reviewer's report: <i>Like Oil and Water</i>, reproduced</h1>",
            f"<p class='muted small'>Written {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC from "
            f"<code>{e(str(page.store.root))}</code> by <code>{e(page.command)}</code>; no training.</p>",
+           f"<p class='headline'>{_headline(page, True)}</p>",
            f"<div class='box' id='preset' data-preset='{e(page.preset)}'><b>These numbers were made at preset "
            f"<code>{e(page.preset)}</code></b>: {e(page.description)}.<br><b>What it can show:</b> {e(page.can)}."
            f"<br><b>What it cannot show:</b> {e(page.cannot)}.</div>",
@@ -342,9 +361,6 @@ def _html_target(t: Target, page: Page) -> str:
            f"<p><span class='verdict'>{e(t.verdict)}</span> · {_counts_text(c)} · {len(t.results)}/{len(t.ev.jobs)} "
            f"jobs done · {_duration(t.wall_s)} · <code>./reproduce.sh {e(t.name)} --preset {e(page.preset)}</code>"
            f"<br><span class='muted small'>{e(table.description)}</span></p>"]
-    if t.png:
-        alt = "the figure" if table.kind == "figure" else "ours beside the paper's, mean ± std per row"
-        out.append(f"<img alt='{e(t.name)}: {alt}' src='data:image/png;base64,{base64.b64encode(t.png).decode()}'>")
     claims = [v for v in t.ev.verdicts if v.section == CLAIMS]
     if claims:
         out.append("<h3>The paper's claims</h3><ul class='claims'>")
@@ -365,12 +381,22 @@ def _html_target(t: Target, page: Page) -> str:
         out.append("<ul class='claims'>" + "".join(
             f"<li class='{v.status}'>{_badge(v.status)} <b>{e(v.what)}</b> <span class='det'>{e(v.detail)}</span></li>"
             for v in other) + "</ul>")
+    if table.kind == "figure" and t.png:  # the figure is the paper's own presentation: before its long table
+        out.append(_img(t))
     out.append(_html_table(t))
+    if table.kind != "figure" and t.png:
+        out.append(_img(t))
     out.append(f"<details><summary>The checker's output and the {len(t.results)} result files</summary>"
                f"<pre>{e(t.ev.text)}</pre><p class='small'>"
                + " ".join(f"<a href='{e(page.link(i))}'>{e(i)}</a>" for i in t.results) + "</p></details>")
     out.append("</section>")
     return "\n".join(out)
+
+
+def _img(t: Target) -> str:
+    alt = "the figure" if t.ev.table.kind == "figure" else "ours beside the paper's, mean ± std per row"
+    return (f"<img alt='{html.escape(t.name)}: {alt}' "
+            f"src='data:image/png;base64,{base64.b64encode(t.png).decode()}'>")
 
 
 def _html_table(t: Target) -> str:
@@ -422,7 +448,7 @@ def _html_provenance(page: Page) -> str:
 def _markdown(page: Page) -> str:
     claims, cells, total = page.totals(CLAIMS), page.totals("Cells vs the paper"), page.totals()
     compared = sum(cells[s] for s in ("PASS", "FAIL", "MISSING"))
-    out = ["# Reviewer's report: *Like Oil and Water*, reproduced", "",
+    out = ["# Reviewer's report: *Like Oil and Water*, reproduced", "", _headline(page), "",
            f"**These numbers were made at preset `{page.preset}`**: {page.description}.", "",
            f"- What it can show: {page.can}.", f"- What it cannot show: {page.cannot}.", "",
            f"Targets run: {len(page.targets)} ({', '.join(t.name for t in page.targets)})"

@@ -1,3 +1,6 @@
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -36,3 +39,24 @@ def toy_split():
         return Split.from_tensor(x, y, a)
 
     return make
+
+
+@pytest.fixture
+def golden_env(monkeypatch, tmp_path):
+    """The golden configs, expected results and a writer of tests/golden/results.json (optionally edited)."""
+    golden = Path(__file__).parent / "golden"
+    monkeypatch.setenv("OILWATER_CONFIGS", str(golden / "configs"))
+    monkeypatch.setenv("OILWATER_EXPECTED", str(golden / "expected"))
+    from artifact.grid import expand, load_table
+    from artifact.store import Store
+
+    jobs = {json.dumps(j.labels, sort_keys=True): j for j in expand(load_table("table2"), load_preset("paper"))}
+    store = Store(tmp_path / "results")
+
+    def write(edit=lambda labels, metrics: metrics, skip=()):
+        for r in json.loads((golden / "results.json").read_text()):
+            key = json.dumps(r["labels"], sort_keys=True)
+            if key not in skip:
+                store.write_result(jobs[key].id, {"metrics": edit(r["labels"], dict(r["metrics"]))})
+
+    return store, write

@@ -7,30 +7,9 @@ and checker, not the evolving experiment grid.
 import json
 from pathlib import Path
 
-import pytest
-
 from artifact.store import Store
 
 GOLDEN = Path(__file__).parent / "golden"
-
-
-@pytest.fixture
-def golden_env(monkeypatch, tmp_path):
-    monkeypatch.setenv("OILWATER_CONFIGS", str(GOLDEN / "configs"))
-    monkeypatch.setenv("OILWATER_EXPECTED", str(GOLDEN / "expected"))
-    from artifact.config import load_preset
-    from artifact.grid import expand, load_table
-
-    jobs = {json.dumps(j.labels, sort_keys=True): j for j in expand(load_table("table2"), load_preset("paper"))}
-    store = Store(tmp_path / "results")
-
-    def write(edit=lambda labels, metrics: metrics, skip=()):
-        for r in json.loads((GOLDEN / "results.json").read_text()):
-            key = json.dumps(r["labels"], sort_keys=True)
-            if key not in skip:
-                store.write_result(jobs[key].id, {"metrics": edit(r["labels"], dict(r["metrics"]))})
-
-    return store, write
 
 
 def _normalise(text: str, store: Store) -> str:
