@@ -16,6 +16,7 @@ import html
 import io
 import math
 import os
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,8 +115,8 @@ def _forest(t: Target):
         return None
     names = [" / ".join(report._label(c, block.iloc[0][c]) for c in table.rows) for _, block in rows]
     n_m = len(table.metrics)
-    fig, axes = plt.subplots(1, n_m, figsize=(min(2.5 * n_m + 2.6, 17), 0.9 + 0.24 * len(rows)),
-                             sharey=True, squeeze=False)
+    height = 1.5 + 0.24 * len(rows)
+    fig, axes = plt.subplots(1, n_m, figsize=(min(2.1 * n_m + 2.6, 17), height), sharey=True, squeeze=False)
     y = list(range(len(rows)))[::-1]
     for ax, metric in zip(axes[0], table.metrics, strict=True):
         for yi, (_, block) in zip(y, rows, strict=True):
@@ -129,21 +130,19 @@ def _forest(t: Target):
                 status = t.cell[i].status if i in t.cell else ""
                 ax.errorbar(r["mean"], yi + 0.18, xerr=0 if math.isnan(r["std"]) else r["std"], fmt="o", ms=4,
                             color="tab:red" if status == "FAIL" else "tab:blue", capsize=2, lw=1, label="ours")
-        ax.set_title(table.headers.get(metric, metric.upper()), fontsize=9)
+        ax.set_title(textwrap.fill(table.headers.get(metric, metric.upper()), 22), fontsize=9)
         ax.grid(axis="x", alpha=0.3)
         ax.tick_params(labelsize=8)
-        lo, hi = (0, 1) if check.scale(metric) == 1 else (0, 100)
-        ax.set_xlim(min(lo, ax.get_xlim()[0]), max(hi, ax.get_xlim()[1]))
+        ax.set_xlim(min(0, ax.get_xlim()[0]), max(check.scale(metric), ax.get_xlim()[1]))  # the metric's range
     axes[0][0].set_yticks(y, names, fontsize=8)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    by_label = dict(zip(labels, handles, strict=True))
-    for ax in axes[0][1:]:
-        h, lab = ax.get_legend_handles_labels()
-        by_label.update(zip(lab, h, strict=True))
+    by_label = {}
+    for ax in axes[0]:
+        handles, labels = ax.get_legend_handles_labels()
+        by_label.update(zip(labels, handles, strict=True))
     fig.legend([by_label[k] for k in ("ours", "paper") if k in by_label],
                [f"{k} (mean ± std)" for k in ("ours", "paper") if k in by_label],
                loc="lower center", ncol=2, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.06 if len(rows) > 3 else 0.12, 1, 1))
+    fig.tight_layout(rect=(0, 0.3 / height, 1, 1))  # room for the legend below
     return fig
 
 
@@ -375,12 +374,11 @@ def _html_target(t: Target, page: Page) -> str:
             out.append(f"<li class='claim {v.status}' data-status='{v.status}'>{badge}"
                        f" <b>{e(v.what)}</b> <span class='det'>{e(v.detail)}</span>{sentence}</li>")
         out.append("</ul>")
-    other = [v for v in t.ev.verdicts if v.section not in (CLAIMS, "Cells vs the paper") and v.status != "PASS"
-             and not v.cell]
-    if other:
-        out.append("<ul class='claims'>" + "".join(
+    other = [v for v in t.ev.verdicts if v.section not in (CLAIMS, "Cells vs the paper") and not v.cell]
+    for section in dict.fromkeys(v.section for v in other):  # sanity, ranges: the checker's order
+        out.append(f"<h3>{e(section)}</h3><ul class='claims'>" + "".join(
             f"<li class='{v.status}'>{_badge(v.status)} <b>{e(v.what)}</b> <span class='det'>{e(v.detail)}</span></li>"
-            for v in other) + "</ul>")
+            for v in other if v.section == section) + "</ul>")
     if table.kind == "figure" and t.png:  # the figure is the paper's own presentation: before its long table
         out.append(_img(t))
     out.append(_html_table(t))

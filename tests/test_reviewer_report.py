@@ -185,3 +185,13 @@ def test_browser_renders_a_smoke_report(chromium, run_cli, tmp_path):
     _assert_page(dom, targets, run_cli, "smoke", results)
     links = {a["href"] for a in dom.of("a") if a["href"].endswith("result.json")}
     assert links and all(json.loads((path.parent / h).read_text())["metrics"] for h in links)
+
+
+def test_all_ends_by_writing_the_report(golden_env, run_cli):
+    store, write = golden_env
+    write()  # every job done: `all` trains nothing, then tabulates, checks and writes the report
+    code, out, _ = run_cli("all", "--preset", "paper", "--results", str(store.root), "--device", "cpu")
+    assert code == 0
+    last = out.strip().splitlines()[-1]
+    assert last == f"reviewer's report: {store.root / 'report' / 'paper' / 'index.html'}"
+    assert "data-target='table2'" in (store.root / "report" / "paper" / "index.html").read_text()
