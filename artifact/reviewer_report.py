@@ -275,7 +275,9 @@ td.v .ours{font-weight:600}td.v .paper{display:block;color:#555;font-size:11px}
 .badge.PASS{color:#1b5e20}.badge.FAIL{color:#8b0000}.badge.MISSING{color:#7a5b00}.badge.SKIPPED{color:#555}
 .verdict{font-weight:700}.headline{font-size:16px;margin:8px 0}.headline .badge{font-size:15px;padding:2px 10px}
 ul.claims{list-style:none;padding:0}ul.claims li{margin:4px 0;padding:4px 8px;border-radius:4px}
-ul.claims .src{color:#555;font-size:12px;font-style:italic}ul.claims .det{font-family:monospace;font-size:12px}
+.chip{display:inline-block;margin:3px 4px 0 0;padding:0 6px;border:1px solid #bbb;border-radius:4px;font-size:12px;
+font-family:monospace}ul.claims .src{color:#555;font-size:12px;font-style:italic}
+ul.claims .det{font-family:monospace;font-size:12px}
 img{max-width:100%;border:1px solid #eee}pre{background:#f6f6f6;padding:8px;overflow-x:auto;font-size:12px}
 nav a{margin-right:10px}
 """
@@ -298,7 +300,7 @@ def _badge(status: str, text: str | None = None) -> str:
 
 
 def _counts_text(c: dict) -> str:
-    return ", ".join(f"{c[s]} {s}" for s in STATUSES)
+    return ", ".join(f"{c[s]} {s}" for s in STATUSES if c[s]) or "none"
 
 
 def _html(page: Page) -> str:
@@ -363,16 +365,18 @@ def _html_target(t: Target, page: Page) -> str:
     claims = [v for v in t.ev.verdicts if v.section == CLAIMS]
     if claims:
         out.append("<h3>The paper's claims</h3><ul class='claims'>")
-        prev = None
+        by_claim = collections.defaultdict(list)  # one item per statement, one chip per block it is checked in
         for v in claims:
-            sentence = ""
-            if v.claim is not prev:
-                sentence = (f"<br>“{e(v.claim['text'])}”" +
-                            (f"<br><span class='src'>{e(v.claim['source'])}</span>" if v.claim.get("source") else ""))
-                prev = v.claim
-            badge = _badge(v.status, f"{MARK[v.status]} {v.status}")
-            out.append(f"<li class='claim {v.status}' data-status='{v.status}'>{badge}"
-                       f" <b>{e(v.what)}</b> <span class='det'>{e(v.detail)}</span>{sentence}</li>")
+            by_claim[(v.claim["id"], v.claim["text"])].append(v)
+        for (cid, text), vs in by_claim.items():
+            worst = min((v.status for v in vs), key=STATUSES.index)
+            n = collections.Counter(v.status for v in vs)
+            chips = "".join(f"<span class='chip {v.status}' data-status='{v.status}' title='{e(v.what)}'>"
+                            f"{MARK[v.status]} {e(v.what[len(cid):].strip(' []'))}: {e(v.detail)}</span>" for v in vs)
+            sources = "; ".join(dict.fromkeys(v.claim["source"] for v in vs if v.claim.get("source")))
+            out.append(f"<li class='claim {worst}' data-status='{worst}'>"
+                       f"{_badge(worst, ', '.join(f'{n[s]} {s}' for s in STATUSES if n[s]))} <b>{e(cid)}</b>: "
+                       f"“{e(text)}”<br><span class='src'>{e(sources)}</span><br>{chips}</li>")
         out.append("</ul>")
     other = [v for v in t.ev.verdicts if v.section not in (CLAIMS, "Cells vs the paper") and not v.cell]
     for section in dict.fromkeys(v.section for v in other):  # sanity, ranges: the checker's order

@@ -77,7 +77,8 @@ def test_golden_report_marks_the_failed_cell_and_claim(golden_env, run_cli):
     _assert_page(page, ["table2"], run_cli, "paper", store.root)
     failed = page.of("td", data_status="FAIL")
     assert len(failed) == 1 and "ours 60.0 ± 0.0, paper 0.5 ± 0.3" in failed[0]["title"]
-    assert "FAIL" in {li["data-status"] for li in page.of("li", **{"class": "claim FAIL"})}
+    assert len(page.of("li", **{"class": "claim FAIL"})) == 1  # the statement, and the block where it fails
+    assert len(page.of("span", **{"class": "chip FAIL"})) == 1
     # The claim's sentence from expected_results/, the paper's value beside ours and the preset's scope.
     assert "Amplifying the poisons boosts the attack" in text
     assert "paper 0.5 ± 0.3 · Δ +59.5" in text
