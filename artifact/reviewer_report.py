@@ -119,17 +119,20 @@ def _forest(t: Target):
     fig, axes = plt.subplots(1, n_m, figsize=(min(2.1 * n_m + 2.6, 17), height), sharey=True, squeeze=False)
     y = list(range(len(rows)))[::-1]
     for ax, metric in zip(axes[0], table.metrics, strict=True):
+        series = {"paper": [], "ours": [], "ours, FAIL": []}  # (y, mean, std): one errorbar call each
         for yi, (_, block) in zip(y, rows, strict=True):
             r = block[block["metric"] == metric].iloc[0]
-            i = r.name
-            if i in t.paper and not math.isnan(t.paper[i][0]):
-                pm, ps = t.paper[i]
-                ax.errorbar(pm, yi - 0.18, xerr=0 if math.isnan(ps) else ps, fmt="D", ms=4, color="0.55",
-                            mfc="white", capsize=2, lw=1, label="paper")
+            if r.name in t.paper and not math.isnan(t.paper[r.name][0]):
+                series["paper"].append((yi - 0.18, *t.paper[r.name]))
             if r["n"] > 0 and math.isfinite(r["mean"]):
-                status = t.cell[i].status if i in t.cell else ""
-                ax.errorbar(r["mean"], yi + 0.18, xerr=0 if math.isnan(r["std"]) else r["std"], fmt="o", ms=4,
-                            color="tab:red" if status == "FAIL" else "tab:blue", capsize=2, lw=1, label="ours")
+                failed = r.name in t.cell and t.cell[r.name].status == "FAIL"
+                series["ours, FAIL" if failed else "ours"].append((yi + 0.18, r["mean"], r["std"]))
+        for label, points in series.items():
+            if points:
+                py, mean, std = zip(*points, strict=True)
+                ax.errorbar(mean, py, xerr=[0 if math.isnan(v) else v for v in std], fmt="D" if label == "paper" else "o",
+                            ms=4, capsize=2, lw=1, label=label, mfc="white" if label == "paper" else None,
+                            color={"paper": "0.55", "ours": "tab:blue", "ours, FAIL": "tab:red"}[label])
         ax.set_title(textwrap.fill(table.headers.get(metric, metric.upper()), 22), fontsize=9)
         ax.grid(axis="x", alpha=0.3)
         ax.tick_params(labelsize=8)
@@ -139,9 +142,9 @@ def _forest(t: Target):
     for ax in axes[0]:
         handles, labels = ax.get_legend_handles_labels()
         by_label.update(zip(labels, handles, strict=True))
-    fig.legend([by_label[k] for k in ("ours", "paper") if k in by_label],
-               [f"{k} (mean ± std)" for k in ("ours", "paper") if k in by_label],
-               loc="lower center", ncol=2, fontsize=8, frameon=False)
+    keys = [k for k in ("ours", "ours, FAIL", "paper") if k in by_label]
+    fig.legend([by_label[k] for k in keys], [f"{k} (mean ± std)" for k in keys], loc="lower center", ncol=3,
+               fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.3 / height, 1, 1))  # room for the legend below
     return fig
 

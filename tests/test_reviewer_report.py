@@ -34,9 +34,9 @@ def _counts(attrs: dict) -> dict:
     return {s: int(attrs[f"data-{s.lower()}"]) for s in ("PASS", "FAIL", "MISSING", "SKIPPED")}
 
 
-def _checker_counts(run_cli, target, preset, results) -> dict:
+def _checker_counts(run_cli, target, preset, results, *only) -> dict:
     """The counts of `reproduce.sh check TARGET`'s summary line."""
-    _, out, _ = run_cli("check", target, "--preset", preset, "--results", str(results))
+    _, out, _ = run_cli("check", target, "--preset", preset, "--results", str(results), *only)
     line = next(x for x in out.splitlines() if x.startswith("Summary: "))
     found = dict((s, int(n)) for n, s in re.findall(r"(\d+) (PASS|FAIL|MISSING|SKIPPED)", line))
     return {s: found.get(s, 0) for s in ("PASS", "FAIL", "MISSING", "SKIPPED")}
@@ -48,13 +48,13 @@ def _ideal_backdoored(labels, metrics):
     return metrics
 
 
-def _assert_page(page: _Elements, targets: list[str], run_cli, preset: str, results: Path):
+def _assert_page(page: _Elements, targets: list[str], run_cli, preset: str, results: Path, *only):
     """One section per target, counts equal the checker's (per target and in total), images embedded."""
     sections = page.of("section", **{"class": "target"})
     assert [s["data-target"] for s in sections] == targets
     total = dict.fromkeys(("PASS", "FAIL", "MISSING", "SKIPPED"), 0)
     for s in sections:
-        expected = _checker_counts(run_cli, s["data-target"], preset, results)
+        expected = _checker_counts(run_cli, s["data-target"], preset, results, *only)
         assert _counts(s) == expected, s["data-target"]
         (row,) = [r for r in page.of("tr", **{"class": "target-row"}) if r["data-target"] == s["data-target"]]
         assert _counts(row) == expected
@@ -97,6 +97,16 @@ def test_report_of_a_passing_run_has_no_failed_cell(golden_env):
     page = _Elements(write_report(store.root, "paper").read_text())
     statuses = {td["data-status"] for td in page.of("td") if "data-status" in td}
     assert statuses == {"PASS"}
+
+
+def test_report_restricted_by_only_counts_as_check_does(golden_env, run_cli):
+    store, write = golden_env
+    write(_ideal_backdoored)
+    code, _, _ = run_cli("report", "--preset", "paper", "--results", str(store.root), "--only", "case=worst")
+    page = _Elements((store.root / "report" / "paper" / "index.html").read_text())
+    assert code == 0
+    _assert_page(page, ["table2"], run_cli, "paper", store.root, "--only", "case=worst")
+    assert not page.of("td", data_status="FAIL")  # the wrong ideal ASR is outside the filter
 
 
 def test_report_errors_are_one_line(tmp_path, run_cli, golden_env):
@@ -185,7 +195,11 @@ def test_browser_renders_a_smoke_report(chromium, run_cli, tmp_path):
     assert {"table2", "figure1"} <= set(targets)
     _assert_page(dom, targets, run_cli, "smoke", results)
     links = {a["href"] for a in dom.of("a") if a["href"].endswith("result.json")}
-    assert links and all(json.loads((path.parent / h).read_text())["metrics"] for h in links)
+    results_ = [json.loads((path.parent / h).read_text()) for h in links]
+    assert results_ and all(r["metrics"] for r in results_)
+    text = path.read_text()  # provenance: the commit and thread count each job recorded
+    assert all((r["env"]["git_commit"] or "not recorded") in text for r in results_)
+    assert f"<th>threads</th><td>{results_[0]['runtime']['threads']} (" in text
 
 
 def test_all_ends_by_writing_the_report(golden_env, run_cli):
