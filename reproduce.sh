@@ -3,7 +3,7 @@
 #
 #   ./reproduce.sh TARGET [--preset paper|quick|tiny|smoke] [--seeds N] [--results DIR] [--data-root DIR]
 #                         [--jobs N] [--only KEY=VALUE] [--device D] [--executor local|slurm] [--dry-run]
-#   ./reproduce.sh --list | check TARGET | status TARGET | data check|synth ... | selftest [PYTEST ARGS]
+#   ./reproduce.sh --list | check TARGET | status TARGET | report [--preset P] | data check|synth ... | selftest [PYTEST ARGS]
 #
 # Outside the Docker image it first creates (or reuses) a virtual environment from requirements.lock
 # (scripts/install.sh: the same install path as CI and the image; quick when already installed).

@@ -29,7 +29,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="reproduce.sh", description="Reproduce the tables of 'Like Oil and Water'.")
-    p.add_argument("target", nargs="?", help="table1..table12, figure1, all; or check/status TARGET")
+    p.add_argument("target", nargs="?", help="table1..table12, figure1, all; or check/status TARGET; or report")
     p.add_argument("subtarget", nargs="?", help=argparse.SUPPRESS)
     p.add_argument("--list", action="store_true", help="list targets with their job counts")
     p.add_argument("--preset", default=os.environ.get("OILWATER_PRESET", "paper"), choices=PRESETS)
