@@ -107,13 +107,25 @@ def _target(table, jobs, store, preset, preset_name, n_seeds, filtered) -> Targe
     return target
 
 
+def _full_label(table, block) -> str:
+    return " / ".join(report._label(c, block.iloc[0][c]) for c in table.rows)
+
+
+def _rows(t: Target) -> tuple[list, list[str]]:
+    """The rows with a finished job in the paper's layout ((labels shown, block) each), and the labels of the rest."""
+    agg, table = t.ev.agg, t.ev.table
+    finished = agg.groupby(list(table.rows), sort=False)["n"].transform("max") > 0
+    return (list(report.layout(table, agg[finished])),
+            [_full_label(table, block) for _, block in report.layout(table, agg[~finished])])
+
+
 def _forest(t: Target):
     """Ours beside the paper's, mean ± std per row, one panel per metric: the table at a glance."""
-    agg, table = t.ev.agg, t.ev.table
-    rows = [(shown, block) for shown, block in report.layout(table, agg) if block["n"].max() > 0]
+    table = t.ev.table
+    rows, _ = _rows(t)
     if not rows:
         return None
-    names = [" / ".join(report._label(c, block.iloc[0][c]) for c in table.rows) for _, block in rows]
+    names = [_full_label(table, block) for _, block in rows]
     n_m = len(table.metrics)
     height = 1.5 + 0.24 * len(rows)
     fig, axes = plt.subplots(1, n_m, figsize=(min(2.1 * n_m + 2.6, 17), height), sharey=True, squeeze=False)
@@ -407,11 +419,8 @@ def _img(t: Target) -> str:
 def _html_table(t: Target) -> str:
     e, table = html.escape, t.ev.table
     head = "".join(f"<th>{e(table.headers.get(c, c.upper()))}</th>" for c in (*table.rows, *table.metrics))
-    rows, not_run = [], []
-    for shown, block in report.layout(table, t.ev.agg):
-        if block["n"].max() == 0:
-            not_run.append(" / ".join(report._label(c, block.iloc[0][c]) for c in table.rows))
-            continue
+    rows, (run, not_run) = [], _rows(t)
+    for shown, block in run:
         cells = []
         for _, r in block.iterrows():
             v = t.cell.get(r.name)
@@ -470,8 +479,8 @@ def _markdown(page: Page) -> str:
         out += ["", f"## {t.name}", "", f"**{table.title}** — {t.verdict}", ""]
         if t.png:
             out += [f"![{t.name}]({t.name}.png)", ""]
-        lines = []
-        for shown, block in report.layout(table, t.ev.agg):
+        lines, (run, not_run) = [], _rows(t)
+        for shown, block in run:
             cells = []
             for _, r in block.iterrows():
                 ours, paper, delta = _cell_text(t, r)
@@ -480,7 +489,10 @@ def _markdown(page: Page) -> str:
                              + (f" **{status}**" if status else ""))
             lines.append("| " + " | ".join([*shown, *cells]) + " |")
         head = [table.headers.get(c, c.upper()) for c in (*table.rows, *table.metrics)]
-        out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *lines, ""]
+        if lines:
+            out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *lines, ""]
+        if not_run:
+            out += [f"{len(not_run)} rows with no finished job (MISSING): {'; '.join(not_run)}", ""]
         for v in (v for v in t.ev.verdicts if v.section == CLAIMS):
             out.append(f"- **{v.status}** {v.what}: {v.detail} — “{v.claim['text']}”")
     out += ["", "## Provenance", ""]
