@@ -218,8 +218,10 @@ def can_show(preset_name: str) -> tuple[str, str]:
     return "; ".join(can), "; ".join(cannot) or "nothing the checker knows of: cells and claims are both judged"
 
 
-def _duration(s: float) -> str:
-    s = int(round(s))
+def _duration(seconds: float) -> str:
+    if seconds < 10:
+        return f"{seconds:.1f} s"  # a job that reused cached stages takes a fraction of a second
+    s = int(round(seconds))
     return f"{s // 3600} h {s // 60 % 60} min" if s >= 3600 else f"{s // 60} min {s % 60} s" if s >= 60 else f"{s} s"
 
 
@@ -343,7 +345,7 @@ def _html(page: Page) -> str:
            f"<b>All verdicts (as <code>reproduce.sh check</code> counts them):</b> {_counts_text(total)}<br>",
            f"<b>Compute:</b> {_duration(page.compute_s)} over "
            f"{len({i for t in page.targets for i in t.results})} jobs (sum of the jobs' recorded wall times; "
-           "shared stages computed before the jobs are not in them)</div>",
+           "a lower bound: shared stages computed before the jobs, e.g. identification models, record no time)</div>",
            "<table id='targets'><tr><th>target</th><th>checker's verdict</th><th>claims</th><th>cells vs paper</th>"
            "<th>all verdicts</th><th>jobs done</th><th>wall time</th></tr>"]
     for t in page.targets:
