@@ -109,6 +109,26 @@ def test_report_restricted_by_only_counts_as_check_does(golden_env, run_cli):
     assert not page.of("td", data_status="FAIL")  # the wrong ideal ASR is outside the filter
 
 
+def test_quick_report_lists_the_sanity_ranges(tmp_path, run_cli):
+    """At quick the checker's verdict is the sanity ranges (report.evaluate aggregates them as `check` does)."""
+    from artifact.config import load_preset
+    from artifact.grid import expand, filter_jobs, load_table
+    from artifact.store import Store
+
+    store = Store(tmp_path / "results")
+    only = ["method=jtt", "dataset=waterbirds", "attack=dlbd"]
+    for job in filter_jobs(expand(load_table("table2"), load_preset("quick")), only):
+        wga = 0.0 if job.labels["case"] == "worst" else 70.0  # a collapsed model: WGA 0 fails its range
+        store.write_result(job.id, {"metrics": {"wga": wga, "asr": 90.0, "acc": 80.0, "asr_clean": 5.0,
+                                                "pred_min_share": 30.0}})
+    page = write_report(store.root, "quick", only=only)
+    text, dom = page.read_text(), _Elements(page.read_text())
+    assert "<h3>Sanity ranges</h3>" in text and "jtt waterbirds dlbd worst wga" in text
+    (section,) = dom.of("section", data_target="table2")
+    assert _counts(section) == _checker_counts(run_cli, "table2", "quick", store.root, *(f"--only={o}" for o in only))
+    assert _counts(section)["FAIL"] == 1
+
+
 def test_report_errors_are_one_line(tmp_path, run_cli, golden_env):
     code, _, err = run_cli("report", "--results", str(tmp_path / "nothing"))
     assert code == 2 and err.startswith("error: no results folder at") and len(err.splitlines()) == 1
