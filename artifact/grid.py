@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -143,7 +144,7 @@ def resolve(point: dict, preset: Preset, where: str) -> dict:
     }
     if preset.clean_baseline and getattr(attack, "backdoor", False):  # only then: other presets' hashes stay
         cfg["clean_baseline"] = asdict(build(TrainCfg, preset.clean_baseline, f"{where}: clean_baseline"))
-    return cfg
+    return json.loads(json.dumps(cfg))  # plain JSON types (tuples as lists): what result.json gives back
 
 
 def _replace_axis(values, replacement):
