@@ -44,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="read waterbirds/celeba from --data-root with the real loaders, whatever the preset's data")
     p.add_argument("--allow-count-mismatch", action="store_true",
                    help="accept real data whose per-group counts differ from the official release")
+    p.add_argument("--allow-random-init", action="store_true",
+                   help="preflight only: start from random weights where the ImageNet weights file is missing")
     p.add_argument("--executor", choices=("local", "slurm"), default=os.environ.get("OILWATER_EXECUTOR", "local"),
                    help="local: this machine (--jobs workers); slurm: submitit job arrays (docs/slurm.md)")
     p.add_argument("--cluster-config", help="SLURM settings file (default: configs/cluster.yaml)")
@@ -78,7 +80,12 @@ def _jobs(name: str, preset, args):
     from artifact.grid import expand, filter_jobs, load_table
 
     table = load_table(name)
-    return table, filter_jobs(expand(table, preset, args.seeds), args.only)
+    jobs = filter_jobs(expand(table, preset, args.seeds), args.only)
+    if getattr(args, "allow_random_init", False):
+        from artifact.grid import random_init
+
+        jobs = random_init(jobs)[0]
+    return table, jobs
 
 
 def cmd_list(args) -> int:
@@ -125,6 +132,9 @@ def _summaries(names, preset, args, store) -> bool:
 
 
 def _preset(args):
+    if getattr(args, "allow_random_init", False) and args.preset != "preflight":
+        raise UserError(f"--allow-random-init is for --preset preflight only; preset {args.preset} runs from the "
+                        "ImageNet weights: download them (docs/data.md) and drop the flag")
     preset = load_preset(args.preset)
     if getattr(args, "real_data", False):  # e.g. a smoke run on files in the real layouts
         preset = dataclasses.replace(preset, datasets={k: {**v, "name": k} for k, v in preset.datasets.items()})
@@ -148,11 +158,24 @@ def preflight(jobs, data_root: str) -> None:
         if cfg.pretrained and cfg.arch in WEIGHT_FILES and not weight_path(cfg.arch).is_file():
             raise UserError(f"pretrained {cfg.arch} weights not found at {weight_path(cfg.arch)}; download "
                             f"https://download.pytorch.org/models/{WEIGHT_FILES[cfg.arch]} there "
-                            "(the Docker image has them), or use --preset tiny")
+                            "(the Docker image has them), or use --preset tiny "
+                            "(--preset preflight: or --allow-random-init)")
     for dataset in {canonical(j.cfg["dataset"]) for j in jobs}:
         cfg = build(DatasetCfg, json.loads(dataset), "dataset")
         if not cfg.name.startswith("synth"):
             load_dataset(cfg, data_root)
+
+
+def random_init_notice(jobs) -> str:
+    """The line that says a preflight run starts (or not) from random weights: its results must say so."""
+    from artifact.models import missing_weights
+
+    missing = missing_weights({j.cfg["model"]["arch"] for j in jobs})
+    if not missing:
+        return "--allow-random-init: every ImageNet weights file was found; the jobs start from them"
+    where = ", ".join(f"{arch} ({path})" for arch, path in missing.items())
+    return (f"--allow-random-init: no ImageNet weights for {where}: those jobs start from RANDOM initialisation "
+            "(model.pretrained: false in their configs)")
 
 
 def cmd_run(args) -> int:
@@ -193,9 +216,11 @@ def cmd_run(args) -> int:
             return 0
         return _finish(names, preset, args, store, statuses)
     device = auto_device() if args.device == "auto" else args.device
-    from artifact.gpu import cpu_notice, device_report
+    from artifact.gpu import cpu_notice, device_report, usage_line
 
-    for line in (device_report(), cpu_notice() if args.device == "auto" else None):
+    if args.allow_random_init:
+        print(random_init_notice(jobs), file=sys.stderr)
+    for line in (device_report(), cpu_notice() if args.device == "auto" else None, usage_line(device)):
         if line:
             print(line, file=sys.stderr)
     rt = {"device": device, "deterministic": not device.startswith("cuda"), "threads": 0}

@@ -25,7 +25,7 @@ def config_dir() -> Path:
     return Path(os.environ.get("OILWATER_CONFIGS", ROOT / "configs"))
 
 
-PRESETS = ("paper", "quick", "tiny", "smoke")
+PRESETS = ("paper", "quick", "tiny", "smoke", "preflight")
 
 
 def read_yaml(path: Path) -> dict:

@@ -102,6 +102,24 @@ def device_report() -> str | None:
     return "; ".join(lines) or None
 
 
+def usage_text(device: str, name: str, capability: tuple[int, int], runtime: dict) -> str:
+    """What a CUDA run uses, in one line: the GPU, AMP and memory format (a reviewer's first check)."""
+    return (f"using {device}: {name} (compute capability {capability[0]}.{capability[1]}), "
+            f"AMP {runtime['amp']} autocast, channels_last {'on' if runtime['channels_last'] else 'off'}")
+
+
+def usage_line(device: str) -> str | None:
+    """usage_text for `device` as the training loop will run it; None on the CPU."""
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    from artifact.train import Runtime
+
+    return usage_text(device, torch.cuda.get_device_name(device), tuple(torch.cuda.get_device_capability(device)),
+                      Runtime(device=device).describe())
+
+
 def cpu_notice(cuda_available: bool | None = None, reason: str | None = None,
                in_image: bool | None = None) -> str | None:
     """The one-line notice that the run uses the CPU, or None when CUDA is available.

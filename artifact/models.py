@@ -77,6 +77,11 @@ def weight_path(arch: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / WEIGHT_FILES[arch]
 
 
+def missing_weights(archs) -> dict[str, Path]:
+    """arch -> where its ImageNet weights should be, for each of `archs` whose file is not there."""
+    return {a: weight_path(a) for a in sorted(archs) if a in WEIGHT_FILES and not weight_path(a).is_file()}
+
+
 def _resnet(arch: str, pretrained: bool, n_classes: int) -> nn.Module:
     import torchvision
 
