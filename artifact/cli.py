@@ -84,7 +84,7 @@ def _jobs(name: str, preset, args):
     if getattr(args, "allow_random_init", False):
         from artifact.grid import random_init
 
-        jobs = random_init(jobs)[0]
+        jobs = random_init(jobs)
     return table, jobs
 
 
@@ -193,6 +193,8 @@ def cmd_run(args) -> int:
                 seen.add(j.id)
                 jobs.append(j)
     done = sum(store.is_done(j.id) for j in jobs)
+    if args.allow_random_init:
+        print(random_init_notice(jobs), file=sys.stderr)
     if args.dry_run:
         from artifact.cost import plan
 
@@ -218,8 +220,6 @@ def cmd_run(args) -> int:
     device = auto_device() if args.device == "auto" else args.device
     from artifact.gpu import cpu_notice, device_report, usage_line
 
-    if args.allow_random_init:
-        print(random_init_notice(jobs), file=sys.stderr)
     for line in (device_report(), cpu_notice() if args.device == "auto" else None, usage_line(device)):
         if line:
             print(line, file=sys.stderr)

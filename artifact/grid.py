@@ -192,16 +192,15 @@ def filter_jobs(jobs: list[Job], only: list[str]) -> list[Job]:
     return [j for j in jobs if all(str(j.labels.get(k)) == v for k, v in wanted)]
 
 
-def random_init(jobs: list[Job]) -> tuple[list[Job], dict]:
+def random_init(jobs: list[Job]) -> list[Job]:
     """Jobs whose ImageNet weights file is missing, rewritten to start from random initialisation.
 
     For `--allow-random-init` (preflight only): `model.pretrained` becomes false in the config, so the job
     id says how the job really ran and such results never pass for pretrained ones; the labels stay, so a
-    table's "pretrained" row shows the random-init run. Returns (jobs, missing arch -> weights path).
+    table's "pretrained" row shows the random-init run.
     """
     from artifact.models import missing_weights
 
     missing = missing_weights({j.cfg["model"]["arch"] for j in jobs if j.cfg["model"]["pretrained"]})
-    out = [Job(j.labels, {**j.cfg, "model": {**j.cfg["model"], "pretrained": False}})
-           if j.cfg["model"]["pretrained"] and j.cfg["model"]["arch"] in missing else j for j in jobs]
-    return out, missing
+    return [Job(j.labels, {**j.cfg, "model": {**j.cfg["model"], "pretrained": False}})
+            if j.cfg["model"]["pretrained"] and j.cfg["model"]["arch"] in missing else j for j in jobs]

@@ -93,14 +93,14 @@ def test_missing_weights_without_the_flag_is_the_usual_one_line_error(tmp_path, 
 def test_random_init_rewrites_only_the_jobs_whose_weights_are_missing(tmp_path, monkeypatch):
     from artifact.cli import random_init_notice
     from artifact.grid import random_init
-    from artifact.models import weight_path
+    from artifact.models import missing_weights, weight_path
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     weight_path("resnet18").parent.mkdir(parents=True)
     weight_path("resnet18").write_bytes(b"")  # present: resnet18 jobs keep their weights
     jobs = [j for t in ("table2", "table8") for j in expand(load_table(t), load_preset("preflight"))]
-    rewritten, missing = random_init(jobs)
-    assert missing == {"resnet50": weight_path("resnet50")}
+    rewritten = random_init(jobs)
+    assert missing_weights({"resnet18", "resnet50"}) == {"resnet50": weight_path("resnet50")}
     for old, new in zip(jobs, rewritten, strict=True):
         assert new.labels == old.labels
         was_pretrained_r50 = old.cfg["model"]["arch"] == "resnet50" and old.cfg["model"]["pretrained"]
