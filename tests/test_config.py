@@ -36,7 +36,7 @@ def test_broken_yaml_names_file_and_line(tmp_path):
 
 
 def test_unknown_preset_lists_valid():
-    with pytest.raises(UserError, match=r"unknown preset 'huge' \(valid: paper, quick, tiny, smoke\)"):
+    with pytest.raises(UserError, match=r"unknown preset 'huge' \(valid: paper, quick, tiny, smoke, preflight\)"):
         load_preset("huge")
 
 
