@@ -244,7 +244,9 @@ def cmd_report(args) -> int:
     """The reviewer's report (artifact/reviewer_report.py) from the results folder; no training."""
     from artifact.reviewer_report import write_report
 
-    print(f"reviewer's report: {write_report(args.results, args.preset, args.seeds, args.only)}")
+    _preset(args)  # refuses --allow-random-init outside preflight, as a run does
+    random_init = getattr(args, "allow_random_init", False)
+    print(f"reviewer's report: {write_report(args.results, args.preset, args.seeds, args.only, random_init)}")
     return 0
 
 

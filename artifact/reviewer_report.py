@@ -29,6 +29,7 @@ from artifact import check, figures, report  # noqa: E402
 from artifact.config import PRESETS, load_preset  # noqa: E402
 from artifact.errors import UserError  # noqa: E402
 from artifact.grid import expand, filter_jobs, load_table, table_names  # noqa: E402
+from artifact.grid import random_init as random_init_jobs  # noqa: E402
 from artifact.store import Store, atomic_write_bytes, atomic_write_text  # noqa: E402
 
 STATUSES = ("FAIL", "MISSING", "PASS", "SKIPPED")  # worst first: a cell shows the worst verdict it got
@@ -170,8 +171,12 @@ def _png(fig) -> bytes | None:
     return buf.getvalue()
 
 
-def collect_targets(store: Store, preset_name: str, seeds: int | None = None, only=()) -> tuple[list, list]:
-    """Every target with at least one finished job of this preset (after --only), and the names of the rest."""
+def collect_targets(store: Store, preset_name: str, seeds: int | None = None, only=(),
+                    random_init: bool = False) -> tuple[list, list]:
+    """Every target with at least one finished job of this preset (after --only), and the names of the rest.
+
+    `random_init`: the jobs as --allow-random-init ran them (grid.random_init), so a preflight run finds its own.
+    """
     preset = load_preset(preset_name)
     n_seeds = seeds if seeds is not None else preset.seeds
     run, not_run = [], []
@@ -179,6 +184,7 @@ def collect_targets(store: Store, preset_name: str, seeds: int | None = None, on
         table = load_table(name)
         try:
             jobs = filter_jobs(expand(table, preset, seeds), list(only))
+            jobs = random_init_jobs(jobs) if random_init else jobs
         except UserError:  # a filter key this target does not have: the target is outside the filter
             jobs = []
         t = _target(table, jobs, store, preset, preset_name, n_seeds, bool(only)) if jobs else None
@@ -505,14 +511,15 @@ def _markdown(page: Page) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_report(results: str | Path, preset_name: str, seeds: int | None = None, only=()) -> Path:
+def write_report(results: str | Path, preset_name: str, seeds: int | None = None, only=(),
+                 random_init: bool = False) -> Path:
     """Write results/report/<preset>/index.html, index.md and one PNG per plot; return the HTML's path."""
     store = Store(results)
     if not (store.root / "jobs").is_dir():
         raise UserError(f"no results folder at {store.root} (no jobs/ in it): pass --results DIR of a run")
     if preset_name not in PRESETS:
         load_preset(preset_name)  # raises the one-line error naming the valid presets
-    targets, not_run = collect_targets(store, preset_name, seeds, only)
+    targets, not_run = collect_targets(store, preset_name, seeds, only, random_init)
     if not targets:
         others = [p for p in _presets_with_results(store, seeds) if p != preset_name]
         hint = f"it has results of preset {', '.join(others)}: pass --preset {others[0]}" if others else \

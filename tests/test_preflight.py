@@ -73,9 +73,9 @@ def test_preflight_sets_every_key_the_paper_preset_sets():
     assert not preflight.check.numbers and not preflight.check.claims and preflight.seeds == 1
 
 
-@pytest.mark.parametrize("preset", ["paper", "quick"])
-def test_random_init_is_refused_outside_preflight(preset, tmp_path, run_cli):
-    code, _, err = run_cli("table2", "--preset", preset, "--allow-random-init", "--results", str(tmp_path))
+@pytest.mark.parametrize("command,preset", [("table2", "paper"), ("table2", "quick"), ("report", "paper")])
+def test_random_init_is_refused_outside_preflight(command, preset, tmp_path, run_cli):
+    code, _, err = run_cli(command, "--preset", preset, "--allow-random-init", "--results", str(tmp_path))
     assert code == 2 and err.count("\n") == 1
     assert err.startswith("error: --allow-random-init is for --preset preflight only")
     assert not (tmp_path / "jobs").exists()
@@ -139,6 +139,7 @@ def test_preflight_all_runs_every_target_on_real_layout_fixtures(tmp_path, monke
         verdict = (results / "tables" / "preflight" / f"{name}.check.txt").read_text()
         assert "-> SANE" in verdict, verdict  # SANE: no FAIL, no MISSING
     assert (results / "tables" / "preflight" / "figure1.png").is_file()
+    assert "reviewer's report:" in out and (results / "report" / "preflight" / "index.html").is_file()
     found = [json.loads(p.read_text()) for p in (results / "jobs").glob("*/result.json")]
     configs = [r["config"] for r in found]
     # EPIC's selection ran (once: at the start of its second epoch), GM crafted its poisons.
