@@ -244,9 +244,9 @@ def cmd_report(args) -> int:
     """The reviewer's report (artifact/reviewer_report.py) from the results folder; no training."""
     from artifact.reviewer_report import write_report
 
-    _preset(args)  # refuses --allow-random-init outside preflight, as a run does
-    random_init = getattr(args, "allow_random_init", False)
-    print(f"reviewer's report: {write_report(args.results, args.preset, args.seeds, args.only, random_init)}")
+    path = write_report(args.results, args.preset, args.seeds, args.only,
+                        getattr(args, "allow_random_init", False), _preset(args))  # the run's own jobs
+    print(f"reviewer's report: {path}")
     return 0
 
 

@@ -172,12 +172,13 @@ def _png(fig) -> bytes | None:
 
 
 def collect_targets(store: Store, preset_name: str, seeds: int | None = None, only=(),
-                    random_init: bool = False) -> tuple[list, list]:
+                    random_init: bool = False, preset=None) -> tuple[list, list]:
     """Every target with at least one finished job of this preset (after --only), and the names of the rest.
 
-    `random_init`: the jobs as --allow-random-init ran them (grid.random_init), so a preflight run finds its own.
+    The jobs are those the run made: `preset` as the CLI resolved it (--real-data, --allow-count-mismatch
+    change the dataset configs, hence the job ids), `random_init` as --allow-random-init rewrites them.
     """
-    preset = load_preset(preset_name)
+    preset = preset or load_preset(preset_name)
     n_seeds = seeds if seeds is not None else preset.seeds
     run, not_run = [], []
     for name in table_names():
@@ -512,14 +513,14 @@ def _markdown(page: Page) -> str:
 
 
 def write_report(results: str | Path, preset_name: str, seeds: int | None = None, only=(),
-                 random_init: bool = False) -> Path:
+                 random_init: bool = False, preset=None) -> Path:
     """Write results/report/<preset>/index.html, index.md and one PNG per plot; return the HTML's path."""
     store = Store(results)
     if not (store.root / "jobs").is_dir():
         raise UserError(f"no results folder at {store.root} (no jobs/ in it): pass --results DIR of a run")
     if preset_name not in PRESETS:
         load_preset(preset_name)  # raises the one-line error naming the valid presets
-    targets, not_run = collect_targets(store, preset_name, seeds, only, random_init)
+    targets, not_run = collect_targets(store, preset_name, seeds, only, random_init, preset)
     if not targets:
         others = [p for p in _presets_with_results(store, seeds) if p != preset_name]
         hint = f"it has results of preset {', '.join(others)}: pass --preset {others[0]}" if others else \
