@@ -152,3 +152,15 @@ def test_preflight_all_runs_every_target_on_real_layout_fixtures(tmp_path, monke
     assert {c["model"]["arch"] for c in configs} == {"resnet18", "resnet50"}  # which job has which: the test above
     assert {c["method"]["name"] for c in configs} == {"jtt", "george", "epic", "epic_jtt", "strip", "fl"}
     assert {c["attack"]["name"] for c in configs} == {"dlbd", "sa", "gm", "none"}
+
+
+@pytest.mark.slow
+def test_the_report_finds_the_jobs_of_a_run_made_with_data_flags(tmp_path, monkeypatch, run_cli):
+    """--allow-count-mismatch (like --real-data and --allow-random-init) changes the job ids; the report of
+    that run, with the same flags, must read those jobs, not look for others."""
+    monkeypatch.setenv("OILWATER_CACHE", str(tmp_path / "cache"))
+    results = str(tmp_path / "results")
+    assert run_cli("table11", "--preset", "smoke", "--allow-count-mismatch", "--results", results)[0] == 0
+    code, out, err = run_cli("report", "--preset", "smoke", "--allow-count-mismatch", "--results", results)
+    assert code == 0, err
+    assert "table11" in (tmp_path / "results" / "report" / "smoke" / "index.md").read_text()
