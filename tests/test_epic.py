@@ -151,7 +151,7 @@ def test_elmf_curve_is_cumulative_and_counts_add_up():
         assert total == int(((removed_at >= 0) & (removed_at <= e)).sum())
 
 
-@pytest.mark.parametrize("preset", ["paper", "tiny", "smoke"])
+@pytest.mark.parametrize("preset", ["paper", "tiny", "smoke", "preflight"])
 def test_combined_methods_repeat_the_jtt_and_epic_sections(preset):
     methods = read_yaml(ROOT / "configs" / "presets" / f"{preset}.yaml")["methods"]
     jtt = {k: v for k, v in methods["jtt"].items() if k != "by_dataset"}
