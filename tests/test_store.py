@@ -41,5 +41,5 @@ def test_stage_is_computed_once(tmp_path):
 def test_result_done_marker(tmp_path):
     store = Store(tmp_path)
     assert not store.is_done("abc") and store.load_result("abc") is None
-    store.write_result("abc", {"metrics": {"wga": 1.0}})
+    store.write_result("abc", {"metrics": {"wga": 1.0, "acc": 2.0}})
     assert store.is_done("abc") and store.load_result("abc")["metrics"]["wga"] == 1.0

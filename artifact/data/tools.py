@@ -9,7 +9,6 @@ Both print for humans and return an exit code; user errors are one line, never a
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from artifact.data.cache import decode
 from artifact.data.export import LAYOUTS, export
 from artifact.data.real import SPLITS, data_root, fmt
 from artifact.errors import UserError
+from artifact.models import sha256_matches
 
 WEIGHTS = {"resnet18": "resnet18-f37072fd.pth", "resnet50": "resnet50-0676ba61.pth"}
 LOADERS = {"waterbirds": waterbirds, "celeba": celeba}
@@ -74,12 +74,8 @@ def _weights() -> tuple[bool, list[str]]:
                 f"m.{arch}(weights='IMAGENET1K_V1')\" (or set TORCH_HOME)"
             )
             continue
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
         prefix = name.rsplit("-", 1)[1].split(".")[0]
-        if h.hexdigest().startswith(prefix):
+        if sha256_matches(path, name):
             lines.append(f"  {name}: ok ({path.stat().st_size / 1e6:.1f} MB, sha256 matches)")
         else:
             ok = False
