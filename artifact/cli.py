@@ -24,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from artifact.config import PRESETS, ROOT, load_preset
+from artifact.config import PRESETS, ROOT, load_preset, user_path
 from artifact.errors import UserError, warn
 from artifact.store import canonical
 
@@ -120,16 +120,10 @@ def _selected(names, preset, args) -> list[str]:
     return kept
 
 
-def _path(text: str) -> Path:
-    """A path argument, relative to the caller's directory (not the repository reproduce.sh runs in)."""
-    path = Path(text).expanduser()
-    return path if path.is_absolute() else Path(os.environ.get("OILWATER_CWD") or os.getcwd()) / path
-
-
 def _results(args, mode: str) -> Path:
     """--results, checked: `write` (a run: created if missing, must be writable), `read` (check, status:
     must exist), `plan` (--dry-run: may be absent; touched never)."""
-    root = _path(args.results)
+    root = user_path(args.results)
     if root.exists() and not root.is_dir():
         raise UserError(f"--results {root}: a file, not a folder; pass a folder (a run creates it)")
     if mode == "read" and not root.is_dir():
@@ -346,12 +340,12 @@ def cmd_run(args) -> int:
         if moved:
             warn(f"{store.result_path(j.id)} {moved[1]}; moved to {moved[0].name}, the job reruns")
     done = sum(store.is_done(j.id) for j in jobs)
-    data_root = str(_path(args.data_root))
+    data_root = str(user_path(args.data_root))
     preflight([j for j in jobs if not store.is_done(j.id)], data_root)
     if args.executor == "slurm":
         from artifact.executors.slurm import load_cluster, run_slurm
 
-        cluster_config = str(_path(args.cluster_config)) if args.cluster_config else None
+        cluster_config = str(user_path(args.cluster_config)) if args.cluster_config else None
         print(f"{args.target}: {len(jobs)} jobs at preset {args.preset} ({done} already done) on SLURM; "
               f"results in {store.root}", file=sys.stderr)
         # The device is resolved inside each task (auto: the task's GPU if it has one).
@@ -456,6 +450,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `status ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except OSError as e:  # a full disk, a read-only folder, a vanished mount: one line, never a traceback
         where = f"{e.filename}: " if e.filename else ""
         print(f"error: {where}{e.strerror or e}{_os_hint(e)}", file=sys.stderr)

@@ -20,6 +20,13 @@ from artifact.errors import UserError
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def user_path(text: str) -> Path:
+    """A path from the command line, relative to the caller's directory: $OILWATER_CWD, which reproduce.sh
+    sets before it changes into the repository, else the working directory."""
+    path = Path(text).expanduser()
+    return path if path.is_absolute() else Path(os.environ.get("OILWATER_CWD") or os.getcwd()) / path
+
+
 def config_dir() -> Path:
     """configs/ of the checkout, or OILWATER_CONFIGS (a researcher's own table and preset files)."""
     return Path(os.environ.get("OILWATER_CONFIGS", ROOT / "configs"))

@@ -70,6 +70,11 @@ def file_mode() -> int:
     return 0o666 & ~umask()
 
 
+def dir_mode() -> int:
+    """The mode `mkdir()` gives a new folder: what mkdtemp's 0700 is widened to before the rename."""
+    return 0o777 & ~umask()
+
+
 class DamagedFile(Exception):
     """A file that exists but cannot be what it should be (truncated, garbled, another job's)."""
 
@@ -148,24 +153,24 @@ def result_problem(job_id: str, raw: bytes) -> tuple[dict | None, str | None]:
     try:
         result = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
-        return None, f"not text ({len(raw)} bytes of binary data)"
+        return None, f"is not text ({len(raw)} bytes of binary data)"
     except json.JSONDecodeError as e:
-        return None, f"not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}; truncated?)"
+        return None, f"is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}; truncated?)"
     if not isinstance(result, dict):
-        return None, f"not a result (a JSON {type(result).__name__}, not an object)"
+        return None, f"is not a result (a JSON {type(result).__name__}, not an object)"
     if result.get("id") != job_id:
         held = result.get("id")
         return None, (f"holds the result of job {held}, not of {job_id} (copied or moved here?)" if held
                       else "carries no job id")
     if "config" in result and content_hash(result["config"]) != job_id:
-        return None, f"its config hashes to {content_hash(result['config'])}, not to its job id {job_id}"
+        return None, f"has a config hashing to {content_hash(result['config'])}, not to its job id {job_id}"
     metrics = result.get("metrics")
     if not isinstance(metrics, dict):
         return None, "has no metrics"
     missing = [m for m in REQUIRED_METRICS
                if isinstance(metrics.get(m), bool) or not isinstance(metrics.get(m), int | float)]
     if missing:
-        return None, f"its metrics lack {', '.join(missing)}"
+        return None, f"lacks the metrics {', '.join(missing)}"
     return result, None
 
 
@@ -196,7 +201,7 @@ class Store:
         except FileNotFoundError:
             return None, None
         except IsADirectoryError:
-            return None, "a folder, not a file"
+            return None, "is a folder, not a file"
         return result_problem(job_id, raw)
 
     def is_done(self, job_id: str) -> bool:

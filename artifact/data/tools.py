@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from artifact.config import user_path
 from artifact.data import celeba, waterbirds
 from artifact.data.cache import decode
 from artifact.data.export import LAYOUTS, export
@@ -104,6 +105,9 @@ def check(root_arg: str | None) -> int:
 
 
 def synth(out: str, dataset: str | None, layouts: list[str] | None, scale: float, seed: int) -> int:
+    out = user_path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: a file, not a folder; pass a folder to write the data root into")
     for d in [dataset] if dataset else list(LAYOUTS):
         chosen = tuple(layouts or ())
         if not dataset:  # without --dataset, each --layout picks its own dataset
@@ -124,7 +128,7 @@ def main(argv: list[str]) -> int:
     s = sub.add_parser("synth", help="write the synthetic datasets in the real on-disk layouts")
     s.add_argument("--out", required=True, help="folder to write into (becomes a data root)")
     s.add_argument("--dataset", choices=sorted(LAYOUTS), help="default: both")
-    s.add_argument("--layout", action="append", choices=[lay for lays in LAYOUTS.values() for lay in lays],
+    s.add_argument("--layout", action="append", type=str.lower, choices=[lay for lays in LAYOUTS.values() for lay in lays],
                    help="repeatable; default: every layout of the dataset(s)")
     s.add_argument("--scale", type=float, default=1.0,
                    help="size relative to the embedded synthetic set (default 1.0: ~8k waterbirds, ~15k celeba)")
@@ -135,9 +139,12 @@ def main(argv: list[str]) -> int:
         return int(e.code or 0)
     try:
         if args.cmd == "check":
-            return check(args.data_root)
+            return check(str(user_path(args.data_root)) if args.data_root else None)
         return synth(args.out, args.dataset, args.layout, args.scale, args.seed)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # e.g. a full disk or a read-only --out
+        print(f"error: {e.filename or 'writing the data'}: {e.strerror or e}", file=sys.stderr)
         return 2
 
