@@ -20,11 +20,14 @@ from artifact.store import atomic_write_text
 CATEGORICAL = ("method", "dataset", "attack", "case")
 
 
-def metric_value(metrics: dict, path: str):
+_ABSENT = object()
+
+
+def metric_value(metrics: dict, path: str, default=None):
     node = metrics
     for part in path.split("."):
         if not isinstance(node, dict) or part not in node:
-            return None
+            return default
         node = node[part]
     return node
 
@@ -42,12 +45,7 @@ def _points(table, result) -> list[tuple[dict, dict]]:
 
 
 def _has(metrics: dict, path: str) -> bool:
-    node = metrics
-    for part in path.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return False
-        node = node[part]
-    return True
+    return metric_value(metrics, path, _ABSENT) is not _ABSENT
 
 
 def check_metric_paths(table, jobs, store) -> None:

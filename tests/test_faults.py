@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 ONLY = ["--only", "method=jtt", "--only", "dataset=waterbirds", "--only", "attack=dlbd"]
@@ -64,6 +63,15 @@ def store(finished, tmp_path) -> Path:
     return dst
 
 
+def _rerun_recovers(store: Path, finished: Path) -> str:
+    """Rerun the damaged store: it must succeed, say nothing unsafe, and give the undamaged numbers; its stderr."""
+    rerun = _run(store)
+    _one_line_errors(rerun.stderr)
+    assert rerun.returncode == 0 and "-> SANE" in rerun.stdout, rerun.stderr[-3000:]
+    assert _metrics(store) == _metrics(finished)
+    return rerun.stderr
+
+
 def _by_case(root: Path) -> dict[str, Path]:
     return {json.loads(p.read_text())["config"]["case"]: p for p in root.glob("jobs/*/result.json")}
 
@@ -100,14 +108,11 @@ def test_a_damaged_result_is_named_counted_missing_set_aside_and_rerun(finished,
     status = _cli("status", "table2", "--preset", "smoke", "--results", store, *ONLY)
     assert status.returncode == 0 and "1 done, 2 damaged" in status.stdout, status.stdout
 
-    rerun = _run(store)
-    _one_line_errors(rerun.stderr)
-    assert rerun.returncode == 0 and "-> SANE" in rerun.stdout, rerun.stderr[-3000:]
-    assert "(1 already done)" in rerun.stderr
+    err = _rerun_recovers(store, finished)  # the reruns give the undamaged numbers
+    assert "(1 already done)" in err
     for case in ("worst", "ideal"):
-        assert f"{paths[case]} " in rerun.stderr and "moved to result.json.damaged, the job reruns" in rerun.stderr
+        assert f"{paths[case]} " in err and "moved to result.json.damaged, the job reruns" in err
         assert paths[case].with_name("result.json.damaged").is_file()
-    assert _metrics(store) == _metrics(finished)  # the reruns give the undamaged numbers
 
 
 # --- 3: damaged stages and checkpoints ----------------------------------------------------------------------
@@ -122,13 +127,10 @@ def test_a_damaged_stage_is_named_and_recomputed(finished, store):
         path.write_bytes(raw[: len(raw) // 2])
     for path in store.glob("jobs/*/result.json"):
         path.unlink()
-    rerun = _run(store)
-    _one_line_errors(rerun.stderr)
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    err = _rerun_recovers(store, finished)
     for path in stages:
-        assert f"warning: stage {path}: truncated or corrupted" in rerun.stderr
-    assert rerun.stderr.count("recomputing it (stages are a cache)") == len(stages)
-    assert _metrics(store) == _metrics(finished)
+        assert f"warning: stage {path}: truncated or corrupted" in err
+    assert err.count("recomputing it (stages are a cache)") == len(stages)
 
 
 @pytest.mark.slow
@@ -147,14 +149,10 @@ def test_a_damaged_checkpoint_is_named_and_its_training_restarts(finished, store
         partials[-1].write_bytes(content)
     for path in store.glob("jobs/*/result.json"):
         path.unlink()
-    rerun = _run(store)
-    _one_line_errors(rerun.stderr)
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    err = _rerun_recovers(store, finished)
     for partial in partials:
-        assert f"warning: checkpoint {partial}: " in rerun.stderr
-        assert not partial.exists()
-    assert rerun.stderr.count("removed, this training restarts from its first epoch") == len(partials)
-    assert _metrics(store) == _metrics(finished)
+        assert f"warning: checkpoint {partial}: " in err and not partial.exists()
+    assert err.count("removed, this training restarts from its first epoch") == len(partials)
 
 
 # --- 5: leftovers of killed runs, stale error logs ------------------------------------------------------------
@@ -191,20 +189,9 @@ def test_leftovers_are_swept_and_live_writes_are_not(store):
 # --- 6: Ctrl-C ------------------------------------------------------------------------------------------------
 
 
-def _long_configs(tmp_path: Path, epochs: int) -> dict:
-    """configs/ whose smoke JTT final training lasts `epochs` epochs (tens of seconds)."""
-    dst = tmp_path / "configs"
-    shutil.copytree(ROOT / "configs", dst)
-    smoke = dst / "presets" / "smoke.yaml"
-    preset = yaml.safe_load(smoke.read_text())
-    preset["methods"]["jtt"]["final"]["epochs"] = epochs
-    smoke.write_text(yaml.safe_dump(preset))
-    return {"OILWATER_CONFIGS": str(dst)}
-
-
 @pytest.mark.slow
-def test_ctrl_c_stops_within_seconds_keeps_the_checkpoint_and_the_same_command_resumes(tmp_path):
-    env = _long_configs(tmp_path, epochs=12)
+def test_ctrl_c_stops_within_seconds_keeps_the_checkpoint_and_the_same_command_resumes(tmp_path, long_smoke_configs):
+    env = long_smoke_configs(12)
     results = tmp_path / "results"
     cmd = [sys.executable, "-m", "artifact", "table2", "--preset", "smoke", "--results", str(results), *ONLY,
            "--only", "case=ideal", *THREADS]
@@ -346,6 +333,13 @@ def test_bad_grid_filters_and_flags_name_the_value(run_cli, tmp_path, argv, mess
     assert not (tmp_path / "r").exists()
 
 
+def test_target_all_keeps_the_tables_an_only_filter_matches(run_cli, tmp_path):
+    code, out, err = run_cli("all", "--preset", "smoke", "--dry-run", "--results", str(tmp_path), "--only", "method=fl")
+    assert code == 0 and "table9" in out and "table2 " not in out, err
+    code, _, err = run_cli("all", "--preset", "smoke", "--dry-run", "--results", str(tmp_path), "--only", "method=flx")
+    assert code == 2 and "no job has method 'flx'" in err and err.count("\n") == 1, err
+
+
 def test_a_gpu_that_is_not_there_is_refused_at_start(run_cli, tmp_path):
     import torch
 
@@ -443,3 +437,32 @@ def test_corrupt_pretrained_weights_are_caught_before_the_run(tmp_path, monkeypa
     with pytest.raises(UserError, match=r"resnet18 weights at .*resnet18-f37072fd.pth are corrupt \(their sha256 "
                                         r"does not start with f37072fd.*download https://download.pytorch.org"):
         preflight(jobs, str(tmp_path))
+
+
+# --- 13: the thread count ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_thread_count_is_set_recorded_and_keys_the_stages(finished, tmp_path):
+    import torch
+
+    from artifact.config import load_preset
+    from artifact.experiments import execute
+    from artifact.grid import expand, load_table
+
+    assert {json.loads(p.read_text())["runtime"]["threads"] for p in finished.glob("jobs/*/result.json")} == {1}
+    job = next(j for j in expand(load_table("table2"), load_preset("smoke"))
+               if (j.labels["method"], j.labels["attack"], j.labels["case"]) == ("jtt", "dlbd", "ideal"))
+    cfg = {**job.cfg, "dataset": {**job.cfg["dataset"], "scale": 0.05}}  # seconds
+    root, old = tmp_path / "r", torch.get_num_threads()
+    try:
+        stages = []
+        for threads in (1, 2):  # the same job, its result removed, rerun with another thread count
+            assert execute(cfg, str(root), {"device": "cpu", "threads": threads})["status"] == "done"
+            result = next(root.glob("jobs/*/result.json"))
+            assert json.loads(result.read_text())["runtime"]["threads"] == threads
+            result.unlink()
+            stages.append(set(root.glob("stages/*/*.pt")))
+    finally:
+        torch.set_num_threads(old)
+    assert stages[0] and stages[0] < stages[1] and len(stages[1]) == 2 * len(stages[0])  # none reused
