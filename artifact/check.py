@@ -113,16 +113,18 @@ def _key(value) -> str:
 
 def _grid_cells(table_cfg) -> dict:
     """{"rows": label columns, "metrics": the table's metrics, "values": column -> labels it takes,
-    "cells": set of label tuples} of a table config's grid."""
+    "cells": set of label tuples over the `fixed` columns} of a table config's grid. A curve's label
+    column (its values come from the results, report._points) is not fixed: any value is a cell's."""
     import itertools
 
     rows = list(table_cfg.rows)
+    fixed = [r for r in rows if r != (getattr(table_cfg, "curve", None) or {}).get("label")]
     cells = set()
     for block in table_cfg.grid:
-        values = [v if isinstance(v, list) else [v] for v in (block.get(r, "standard") for r in rows)]
+        values = [v if isinstance(v, list) else [v] for v in (block.get(r, "standard") for r in fixed)]
         cells.update(tuple(_key(v) for v in combo) for combo in itertools.product(*values))
-    return {"rows": rows, "metrics": list(table_cfg.metrics), "cells": cells,
-            "values": {r: {c[i] for c in cells} for i, r in enumerate(rows)}}
+    return {"rows": rows, "fixed": fixed, "metrics": list(table_cfg.metrics), "cells": cells,
+            "values": {r: {c[i] for c in cells} for i, r in enumerate(fixed)}}
 
 
 def _validate_numbers(csv: Path, grid: dict | None) -> None:
@@ -164,9 +166,9 @@ def _validate_numbers(csv: Path, grid: dict | None) -> None:
         if rec["metric"] not in grid["metrics"]:
             raise UserError(f"{csv}: line {lineno}: metric {rec['metric']!r} is not one of the table's "
                             f"({', '.join(grid['metrics'])})")
-        cell = tuple(_key(rec[c]) for c in grid["rows"])
+        cell = tuple(_key(rec[c]) for c in grid["fixed"])
         if cell not in grid["cells"]:
-            shown = " ".join(f"{c}={rec[c]}" for c in grid["rows"])
+            shown = " ".join(f"{c}={rec[c]}" for c in grid["fixed"])
             raise UserError(f"{csv}: line {lineno}: no cell {shown} in the table's grid; fix the labels")
 
 
@@ -224,7 +226,7 @@ def _check_claim_labels(what: str, c: dict, sides: dict, group_by: list, grid: d
             elif isinstance(value, dict):  # a bound on a numeric label, {">=": x} (_matches)
                 if len(value) != 1 or next(iter(value)) not in OPS:
                     raise UserError(f"{what}: {part}.{col}: a bound is one {{OP: number}} ({', '.join(OPS)})")
-            elif _norm(value) != "last" and _key(value) not in grid["values"][col]:
+            elif _norm(value) != "last" and col in grid["values"] and _key(value) not in grid["values"][col]:
                 raise UserError(f"{what}: {part}.{col}: {value!r} is in no row of the table's grid")
 
 

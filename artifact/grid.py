@@ -91,7 +91,7 @@ def load_table(name: str, configs: Path | None = None) -> TableCfg:
             if axis not in block and not (axis == "case"):
                 raise UserError(f"{path}: grid[{i}].{axis}: required axis missing")
         for row in table.rows:
-            if row not in block and row not in ("case", "seed"):
+            if row not in block and row not in ("case", "seed", table.curve.get("label")):
                 raise UserError(f"{path}: rows: {row!r} is not an axis of grid[{i}] (its axes: {', '.join(block)})")
     for metric in table.metrics:
         root, _, leaf = metric.partition(".")
