@@ -158,6 +158,7 @@ def test_a_damaged_checkpoint_is_named_and_its_training_restarts(finished, store
 # --- 5: leftovers of killed runs, stale error logs ------------------------------------------------------------
 
 
+@pytest.mark.slow  # the finished smoke store
 def test_leftovers_are_swept_and_live_writes_are_not(store):
     job = next(store.glob("jobs/*/result.json")).parent
     stage = next(store.glob("stages/fit/*.pt"))
@@ -296,6 +297,7 @@ def _configs(tmp_path: Path, edit_table=None, edit_preset=None) -> Path:
     return dst
 
 
+@pytest.mark.slow  # the finished smoke store
 def test_a_misspelled_metric_is_a_config_error(finished, run_cli, tmp_path, monkeypatch):
     monkeypatch.setenv("OILWATER_CONFIGS", str(_configs(tmp_path, lambda t: t.replace("[wga, asr, acc]",
                                                                                         "[wga, asr, accc]"))))
@@ -374,6 +376,7 @@ def test_a_read_only_results_folder_is_one_line(run_cli, tmp_path):
     assert code == 2 and "cannot write there (Permission denied)" in err and err.count("\n") == 1, err
 
 
+@pytest.mark.slow  # the finished smoke store
 def test_a_full_disk_while_writing_tables_is_one_line_and_failures_still_print(finished, run_cli, capsys,
                                                                                  monkeypatch):
     import errno
@@ -396,6 +399,7 @@ def test_a_full_disk_while_writing_tables_is_one_line_and_failures_still_print(f
     assert "No space left on device" in err and "FAILED method=jtt case=ideal: OSError: disk full" in err
 
 
+@pytest.mark.slow  # the finished smoke store
 def test_a_filtered_run_writes_its_own_tables(finished):
     tables = finished / "tables" / "smoke"
     assert (tables / f"{STEM}.md").is_file() and (tables / f"{STEM}.check.txt").is_file()
