@@ -386,7 +386,7 @@ def cmd_report(args) -> int:
     """The reviewer's report (artifact/reviewer_report.py) from the results folder; no training."""
     from artifact.reviewer_report import write_report
 
-    print(f"reviewer's report: {write_report(str(_results(args, 'read')), args.preset, args.seeds, args.only)}")
+    print(f"reviewer's report: {write_report(str(user_path(args.results)), args.preset, args.seeds, args.only)}")
     return 0
 
 
