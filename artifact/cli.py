@@ -326,7 +326,8 @@ def cmd_run(args) -> int:
     if args.dry_run:
         from artifact.cost import plan
 
-        store = Store(root, numerics(device, threads) if device != "auto" and threads else None)
+        known = args.executor == "local" or (device == "cpu" and threads)  # SLURM: decided on each node
+        store = Store(root, numerics(device, threads) if known else None)
         done = sum(store.is_done(j.id) for j in jobs)
         print(f"{args.target} (preset {args.preset}): {len(jobs)} jobs, {done} done, {len(jobs) - done} to run; "
               f"results in {store.root}")
