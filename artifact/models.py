@@ -78,9 +78,14 @@ def weight_path(arch: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / WEIGHT_FILES[arch]
 
 
+def sha256_prefix(name: str) -> str:
+    """The start of the file's sha256 that torchvision puts in its weight file names: `<arch>-<sha256[:8]>.pth`."""
+    return name.rsplit("-", 1)[-1].split(".")[0]
+
+
 def sha256_matches(path: Path, name: str | None = None) -> bool:
-    """Whether `path`'s sha256 starts with the hex part of its name (torchvision's `<arch>-<sha256[:8]>.pth`)."""
-    prefix = (name or path.name).rsplit("-", 1)[-1].split(".")[0]
+    """Whether `path`'s sha256 starts with the hex part of its name."""
+    prefix = sha256_prefix(name or path.name)
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -98,7 +103,7 @@ def check_weights(arch: str) -> Path:
                         "(the Docker image has them), or set model.pretrained: false / use --preset tiny")
     if not sha256_matches(path):
         raise UserError(f"pretrained {arch} weights at {path} are corrupt (their sha256 does not start with "
-                        f"{name.rsplit('-', 1)[-1].split('.')[0]}, as the file name says); delete the file and "
+                        f"{sha256_prefix(name)}, as the file name says); delete the file and "
                         f"download {url} again")
     return path
 

@@ -238,6 +238,61 @@ def test_ctrl_c_stops_within_seconds_keeps_the_checkpoint_and_the_same_command_r
     assert _metrics(results) == _metrics(fresh) and len(_metrics(fresh)) == 1
 
 
+def _alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie nobody has reaped yet does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _workers(pid: int) -> list[int]:
+    """The multiprocessing workers the CLI process `pid` spawned (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == pid and b"spawn_main" in (stat.parent / "cmdline").read_bytes():
+                found.append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="finds the workers in /proc (Linux)")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_workers_die_with_the_cli_process(tmp_path, long_smoke_configs, sig):
+    """`kill PID` (SIGTERM: the CLI stops its workers and says how to resume) or `kill -9 PID` (the kernel
+    stops them: PR_SET_PDEATHSIG) of the CLI alone, not its process group: no worker is left computing."""
+    results = tmp_path / "results"
+    cmd = [sys.executable, "-m", "artifact", "table2", "--preset", "smoke", "--results", str(results), *ONLY,
+           "--only", "case=ideal", *THREADS]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **long_smoke_configs(12)}, start_new_session=True)
+    workers: list[int] = []
+    try:
+        deadline = time.time() + 300
+        while not (workers and list(results.glob("stages/*/*.lock"))) and time.time() < deadline:
+            assert proc.poll() is None, proc.stderr.read()[-3000:]
+            workers = workers or _workers(proc.pid)
+            time.sleep(0.2)
+        assert workers, "no worker process seen computing a stage"
+        os.kill(proc.pid, sig)
+        _, err = proc.communicate(timeout=60)
+        deadline = time.time() + 15
+        while any(map(_alive, workers)) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not any(map(_alive, workers)), f"worker(s) {workers} outlived the CLI process"
+    finally:
+        for pid in (proc.pid, *workers):
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 130 and "rerun the same command to resume" in err, err[-3000:]
+        assert "Traceback" not in err, err[-3000:]
+
+
 # --- 7, 8: the checker's inputs -------------------------------------------------------------------------------
 
 

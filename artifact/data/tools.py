@@ -19,7 +19,7 @@ from artifact.data.cache import decode
 from artifact.data.export import LAYOUTS, export
 from artifact.data.real import SPLITS, data_root, fmt
 from artifact.errors import UserError
-from artifact.models import sha256_matches
+from artifact.models import sha256_matches, sha256_prefix
 
 WEIGHTS = {"resnet18": "resnet18-f37072fd.pth", "resnet50": "resnet50-0676ba61.pth"}
 LOADERS = {"waterbirds": waterbirds, "celeba": celeba}
@@ -75,12 +75,11 @@ def _weights() -> tuple[bool, list[str]]:
                 f"m.{arch}(weights='IMAGENET1K_V1')\" (or set TORCH_HOME)"
             )
             continue
-        prefix = name.rsplit("-", 1)[1].split(".")[0]
         if sha256_matches(path, name):
             lines.append(f"  {name}: ok ({path.stat().st_size / 1e6:.1f} MB, sha256 matches)")
         else:
             ok = False
-            lines.append(f"  {name}: CORRUPT - sha256 does not start with {prefix}; delete it and fetch again")
+            lines.append(f"  {name}: CORRUPT - sha256 does not start with {sha256_prefix(name)}; delete it and fetch again")
     return ok, lines
 
 

@@ -2,7 +2,8 @@
 
 Every worker, the single default one included, is a process (spawned: a fresh interpreter), never a
 thread of the CLI: workers ignore SIGINT, and on Ctrl-C (or SIGTERM, e.g. `docker stop`) the CLI stops
-them at once instead of waiting for the job in flight. What a stopped job had done is kept: every
+them at once instead of waiting for the job in flight; a worker whose CLI dies anyhow (kill -9)
+is stopped by the kernel (Linux). What a stopped job had done is kept: every
 training checkpoints after each epoch (atomically), so rerunning the same command resumes it, and
 finished jobs are skipped (their result.json is there). N workers split the CPU cores between them
 (`--threads` each), or take one GPU each when several are visible. A worker that dies (killed by the
@@ -12,6 +13,7 @@ system, out of memory) fails its job with a line that says so.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import multiprocessing as mp
 import os
 import signal
@@ -24,10 +26,21 @@ from artifact.executors.progress import Progress
 from artifact.experiments import execute, prepare_job
 
 _WORKER: dict = {}
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def _init_worker(devices, threads: int) -> None:
+def _die_with(parent: int) -> None:
+    """Linux: the kernel sends this worker SIGTERM when the CLI process dies, however it dies (SIGKILL, a
+    crash): no orphan keeps computing a job nobody waits for. Elsewhere a no-op."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the CLI died before the prctl took effect
+        os._exit(1)
+
+
+def _init_worker(devices, threads: int, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the CLI's to handle: it stops the workers
+    _die_with(parent)
     _WORKER.update(device=devices.get(), threads=threads)
 
 
@@ -67,7 +80,7 @@ def _pool(rt: dict, workers: int) -> ProcessPoolExecutor:
     for d in worker_devices(rt["device"], workers):
         devices.put(d)
     threads = rt.get("threads") or default_threads(rt["device"], workers)
-    return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(devices, threads))
+    return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(devices, threads, os.getpid()))
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:
