@@ -279,15 +279,17 @@ def test_workers_die_with_the_cli_process(tmp_path, long_smoke_configs, sig):
             time.sleep(0.2)
         assert workers, "no worker process seen computing a stage"
         os.kill(proc.pid, sig)
-        _, err = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
         deadline = time.time() + 15
         while any(map(_alive, workers)) and time.time() < deadline:
             time.sleep(0.2)
-        assert not any(map(_alive, workers)), f"worker(s) {workers} outlived the CLI process"
+        orphans = [pid for pid in workers if _alive(pid)]
     finally:
         for pid in (proc.pid, *workers):
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+    err = proc.stderr.read()  # after the kills: an orphan would hold the pipe open
+    assert not orphans, f"worker(s) {orphans} outlived the CLI process"
     if sig == signal.SIGTERM:
         assert proc.returncode == 130 and "rerun the same command to resume" in err, err[-3000:]
         assert "Traceback" not in err, err[-3000:]
