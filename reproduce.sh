@@ -18,6 +18,8 @@ else
     py="$venv/bin/python"
 fi
 
+# Relative paths in the arguments (--results, --data-root, --out...) are the caller's, not the repository's.
+export OILWATER_CWD="${OILWATER_CWD:-$PWD}"
 cd "$here"
 if [[ "${1:-}" == "selftest" ]]; then
     shift

@@ -85,24 +85,149 @@ def _select(agg: pd.DataFrame, labels: dict) -> pd.DataFrame:
     return agg[mask]
 
 
-def load_expected(table: str, where: Path | None = None) -> tuple[pd.DataFrame | None, list[dict]]:
+def load_expected(table: str, where: Path | None = None, table_cfg=None) -> tuple[pd.DataFrame | None, list[dict]]:
+    """The paper's numbers and claims for `table`, validated: a malformed file is a one-line UserError
+    naming the file, the line and the fix. With `table_cfg` (grid.TableCfg), every cell and claim must
+    also name row labels and metrics of that table's grid (the config's own values, before a preset
+    replaces any): a row the grid does not have would silently never be compared."""
     where = where or expected_dir()
     csv, claims = where / f"{table}.csv", where / f"{table}.claims.yaml"
-    numbers = pd.read_csv(csv) if csv.is_file() else None
-    items = []
-    if claims.is_file():
-        data = yaml.safe_load(claims.read_text()) or {}
-        items = data.get("claims", [])
-        for c in items:
-            missing = {"id", "text", "left", "op", "value"} - set(c)
-            if missing or c["op"] not in OPS:
-                raise UserError(f"{claims}: claim {c.get('id', '?')}: needs id, text, left, op "
-                                f"({', '.join(OPS)}), value")
-            bad = [p for p in c.get("presets", []) if p not in PRESETS]
-            if bad:
-                raise UserError(f"{claims}: claim {c['id']}: unknown preset {bad[0]!r} in presets "
-                                f"(valid: {', '.join(PRESETS)})")
+    grid = _grid_cells(table_cfg) if table_cfg is not None else None
+    numbers = None
+    if csv.is_file():
+        _validate_numbers(csv, grid)
+        numbers = pd.read_csv(csv)
+    items = _read_claims(claims, grid) if claims.is_file() else []
     return numbers, items
+
+
+def _key(value) -> str:
+    """A label as the checker compares it: numbers by value (40 = 40.0), text case-insensitively."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    try:
+        return repr(float(value))
+    except (TypeError, ValueError):
+        return _norm(value)
+
+
+def _grid_cells(table_cfg) -> dict:
+    """{"rows": label columns, "metrics": the table's metrics, "values": column -> labels it takes,
+    "cells": set of label tuples over the `fixed` columns} of a table config's grid. A curve's label
+    column (its values come from the results, report._points) is not fixed: any value is a cell's."""
+    import itertools
+
+    rows = list(table_cfg.rows)
+    fixed = [r for r in rows if r != (getattr(table_cfg, "curve", None) or {}).get("label")]
+    cells = set()
+    for block in table_cfg.grid:
+        values = [v if isinstance(v, list) else [v] for v in (block.get(r, "standard") for r in fixed)]
+        cells.update(tuple(_key(v) for v in combo) for combo in itertools.product(*values))
+    return {"rows": rows, "fixed": fixed, "metrics": list(table_cfg.metrics), "cells": cells,
+            "values": {r: {c[i] for c in cells} for i, r in enumerate(fixed)}}
+
+
+def _validate_numbers(csv: Path, grid: dict | None) -> None:
+    import csv as csvlib
+
+    text = csv.read_text()
+    lines = list(csvlib.reader(text.splitlines()))
+    fix = "fix the file (a header: the table's row columns, metric, mean, std; one line per cell)"
+    if not [row for row in lines if any(field.strip() for field in row)]:
+        raise UserError(f"{csv}: empty; {fix}")
+    header = [h.strip() for h in lines[0]]
+    missing = [c for c in ("metric", "mean", "std") if c not in header]
+    if missing:
+        raise UserError(f"{csv}: line 1: no column {missing[0]!r} (header: {','.join(header)}); {fix}")
+    labels = [c for c in header if c not in ("metric", "mean", "std")]
+    if grid is not None and sorted(labels) != sorted(grid["rows"]):
+        raise UserError(f"{csv}: line 1: label columns {','.join(labels)} are not the table's rows "
+                        f"{','.join(grid['rows'])}; {fix}")
+    seen = set()
+    for lineno, row in enumerate(lines[1:], start=2):
+        if not any(field.strip() for field in row):
+            continue
+        if len(row) != len(header):
+            raise UserError(f"{csv}: line {lineno}: {len(row)} fields, the header has {len(header)}; {fix}")
+        rec = dict(zip(header, (f.strip() for f in row), strict=True))
+        for col in ("mean", "std"):
+            if rec[col]:
+                try:
+                    float(rec[col])
+                except ValueError:
+                    raise UserError(f"{csv}: line {lineno}: {col} {rec[col]!r} is not a number (empty: N/A in the "
+                                    "paper)") from None
+        key = tuple(_key(rec[c]) for c in labels) + (rec["metric"],)
+        if key in seen:
+            raise UserError(f"{csv}: line {lineno}: a second line for the same cell; keep one")
+        seen.add(key)
+        if grid is None:
+            continue
+        if rec["metric"] not in grid["metrics"]:
+            raise UserError(f"{csv}: line {lineno}: metric {rec['metric']!r} is not one of the table's "
+                            f"({', '.join(grid['metrics'])})")
+        cell = tuple(_key(rec[c]) for c in grid["fixed"])
+        if cell not in grid["cells"]:
+            shown = " ".join(f"{c}={rec[c]}" for c in grid["fixed"])
+            raise UserError(f"{csv}: line {lineno}: no cell {shown} in the table's grid; fix the labels")
+
+
+def _read_claims(path: Path, grid: dict | None) -> list[dict]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" (line {mark.line + 1})" if mark is not None else ""
+        raise UserError(f"{path}: not valid YAML{at}; fix the syntax") from None
+    data = data or {}
+    items = data.get("claims", []) if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        raise UserError(f"{path}: expected a mapping with a list under 'claims'")
+    for i, c in enumerate(items):
+        cid = c.get("id", f"#{i + 1}") if isinstance(c, dict) else f"#{i + 1}"
+        what = f"{path}: claim {cid}"
+        if not isinstance(c, dict):
+            raise UserError(f"{what}: expected a mapping")
+        missing = {"id", "text", "left", "op", "value"} - set(c)
+        if missing or c["op"] not in OPS:
+            raise UserError(f"{what}: needs id, text, left, op ({', '.join(OPS)}), value")
+        if isinstance(c["value"], bool) or not isinstance(c["value"], int | float):
+            raise UserError(f"{what}: value {c['value']!r} is not a number")
+        bad = [p for p in c.get("presets", []) if p not in PRESETS]
+        if bad:
+            raise UserError(f"{what}: unknown preset {bad[0]!r} in presets (valid: {', '.join(PRESETS)})")
+        sides = {"left": c["left"], **({"right": c["right"]} if c.get("right") is not None else {})}
+        for name, side in sides.items():
+            if not isinstance(side, dict) or "metric" not in side:
+                raise UserError(f"{what}: {name} must be a mapping with a metric, e.g. {{case: ideal, metric: asr}}")
+        if not isinstance(c.get("where", {}), dict):
+            raise UserError(f"{what}: where must be a mapping of row column -> value")
+        group_by = c.get("group_by", [])
+        if not isinstance(group_by, list):
+            raise UserError(f"{what}: group_by must be a list of row columns")
+        if grid is not None:
+            _check_claim_labels(what, c, sides, group_by, grid)
+    return items
+
+
+def _check_claim_labels(what: str, c: dict, sides: dict, group_by: list, grid: dict) -> None:
+    """Every column a claim names is a row column of the table, every value one its grid has."""
+    for col in group_by:
+        if col not in grid["rows"]:
+            raise UserError(f"{what}: group_by {col!r} is not a row column (valid: {', '.join(grid['rows'])})")
+    for part, mapping in (("where", c.get("where", {})), *sides.items()):
+        for col, value in mapping.items():
+            if col == "metric" and part != "where":
+                if value not in grid["metrics"]:
+                    raise UserError(f"{what}: {part}.metric {value!r} is not one of the table's "
+                                    f"({', '.join(grid['metrics'])})")
+            elif col not in grid["rows"]:
+                raise UserError(f"{what}: {part}.{col}: not a row column (valid: {', '.join(grid['rows'])})")
+            elif isinstance(value, dict):  # a bound on a numeric label, {">=": x} (_matches)
+                if len(value) != 1 or next(iter(value)) not in OPS:
+                    raise UserError(f"{what}: {part}.{col}: a bound is one {{OP: number}} ({', '.join(OPS)})")
+            elif _norm(value) != "last" and col in grid["values"] and _key(value) not in grid["values"][col]:
+                raise UserError(f"{what}: {part}.{col}: {value!r} is in no row of the table's grid")
 
 
 def _row_columns(agg: pd.DataFrame) -> list[str]:

@@ -1,22 +1,31 @@
 """Command line: the only place that reads argv and prints for humans.
 
     python -m artifact TARGET [--preset P] [--seeds N] [--results DIR] [--data-root DIR] [--jobs N]
-                              [--only KEY=VALUE ...] [--device D] [--dry-run]
+                              [--threads N] [--only KEY=VALUE ...] [--device D] [--dry-run]
                               [--executor local|slurm] [--cluster-config F] [--cluster-set KEY=VALUE ...]
     python -m artifact --list | check TARGET | status TARGET | report | data {check,synth} ...
+
+Every bad input ends in one line, `error: ...`, naming the value or file and the fix (exit 2); never a
+traceback. Relative paths are relative to the caller's directory ($OILWATER_CWD, which reproduce.sh
+sets before it changes into the repository).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import errno
 import json
 import os
+import re
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
-from artifact.config import PRESETS, ROOT, load_preset
-from artifact.errors import UserError
+from artifact.config import PRESETS, ROOT, load_preset, user_path
+from artifact.errors import UserError, warn
 from artifact.store import canonical
 
 COMMANDS = ("check", "status", "report", "data")
@@ -27,16 +36,29 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{message} (see --help)")
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="reproduce.sh", description="Reproduce the tables of 'Like Oil and Water'.")
     p.add_argument("target", nargs="?", help="table1..table12, figure1, all; or check/status TARGET; or report")
     p.add_argument("subtarget", nargs="?", help=argparse.SUPPRESS)
     p.add_argument("--list", action="store_true", help="list targets with their job counts")
     p.add_argument("--preset", default=os.environ.get("OILWATER_PRESET", "paper"), choices=PRESETS)
-    p.add_argument("--seeds", type=int, help="number of seeds (default: the preset's)")
+    p.add_argument("--seeds", type=_positive_int, help="number of seeds (default: the preset's)")
     p.add_argument("--results", default=os.environ.get("OILWATER_RESULTS", str(ROOT / "results")))
     p.add_argument("--data-root", default=os.environ.get("OILWATER_DATA_ROOT", "/data"))
-    p.add_argument("--jobs", type=int, default=1, help="parallel local workers (one GPU each when several)")
+    p.add_argument("--jobs", type=_positive_int, default=1, help="parallel local workers (one GPU each when several)")
+    p.add_argument("--threads", type=_positive_int,
+                   help="torch CPU threads per worker (default: the cores / --jobs; SLURM: cpus_per_job). "
+                        "On the CPU it decides the numbers: stages are cached per thread count")
     p.add_argument("--only", action="append", default=[], metavar="KEY=VALUE", help="filter the grid")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--dry-run", action="store_true", help="show what would run; touch nothing")
@@ -77,15 +99,101 @@ def _targets(target: str) -> list[str]:
 
 
 def _jobs(name: str, preset, args):
+    """(table, its jobs after --only). With target `all`, a table that --only excludes has no jobs."""
     from artifact.grid import expand, filter_jobs, load_table
 
     table = load_table(name)
-    jobs = filter_jobs(expand(table, preset, args.seeds), args.only)
+    try:
+        jobs = filter_jobs(expand(table, preset, args.seeds), args.only)
+    except UserError:
+        if args.target == "all" or getattr(args, "subtarget", None) == "all":
+            return table, []
+        raise
     if getattr(args, "allow_random_init", False):
         from artifact.grid import random_init
 
         jobs = random_init(jobs)
     return table, jobs
+
+
+def _selected(names, preset, args) -> list[str]:
+    """The targets that have jobs under --only; an --only that matches nothing anywhere is an error."""
+    kept = [n for n in names if _jobs(n, preset, args)[1]]
+    if not kept:  # only with `all`: each table skipped itself; the first one's reason
+        from artifact.grid import expand, filter_jobs, load_table
+
+        filter_jobs(expand(load_table(names[0]), preset, args.seeds), args.only)
+        raise UserError(f"--only {' --only '.join(args.only)}: no job of any target matches")
+    return kept
+
+
+def _results(args, mode: str) -> Path:
+    """--results, checked: `write` (a run: created if missing, must be writable), `read` (check, status:
+    must exist), `plan` (--dry-run: may be absent; touched never)."""
+    root = user_path(args.results)
+    if root.exists() and not root.is_dir():
+        raise UserError(f"--results {root}: a file, not a folder; pass a folder (a run creates it)")
+    if mode == "read" and not root.is_dir():
+        raise UserError(f"--results {root}: no such folder; pass the folder a run wrote (jobs/, stages/, "
+                        "tables/), or run the target first")
+    if mode == "write":
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=root):
+                pass
+        except OSError as e:
+            raise UserError(f"--results {root}: cannot write there ({e.strerror}); fix its permissions "
+                            "or pass another folder") from None
+    return root
+
+
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def _device(args) -> str:
+    """--device, validated before anything runs: a GPU asked for must be visible (locally)."""
+    device = args.device.strip().lower()
+    if not DEVICE.fullmatch(device):
+        raise UserError(f"--device {args.device!r}: unknown device (valid: auto, cpu, cuda, cuda:N)")
+    if args.executor == "slurm":
+        return device  # resolved inside each task, on its node
+    import torch
+
+    from artifact.gpu import _probe_cuda
+    from artifact.train import auto_device
+
+    if device == "auto":
+        return auto_device()
+    if device.startswith("cuda"):
+        available, reason = _probe_cuda()
+        if not available:
+            raise UserError(f"--device {device}: no GPU visible here" + (f" ({reason})" if reason else "")
+                            + "; use --device cpu (or auto)")
+        n = torch.cuda.device_count()
+        if ":" in device and int(device.split(":")[1]) >= n:
+            raise UserError(f"--device {device}: only {n} GPU(s) visible (valid: cuda, "
+                            + ", ".join(f"cuda:{i}" for i in range(n)) + ")")
+    return device
+
+
+def _stem(name: str, preset, args) -> str:
+    """Output file name of a table: a run filtered with --only or another --seeds gets its own name, so it
+    never overwrites the full table."""
+    parts = []
+    if args.only:
+        parts.append("only." + "+".join(sorted(args.only)))
+    if args.seeds is not None and args.seeds != preset.seeds:
+        parts.append(f"seeds-{args.seeds}")
+    return ".".join([name, *(re.sub(r"[^A-Za-z0-9._=+-]", "_", p) for p in parts)])
+
+
+def _validate_expected(names) -> None:
+    """expected_results/ of each target parses and names cells of its grid (before anything runs)."""
+    from artifact import check
+    from artifact.grid import load_table
+
+    for name in names:
+        check.load_expected(name, table_cfg=load_table(name))
 
 
 def cmd_list(args) -> int:
@@ -106,29 +214,66 @@ def cmd_list(args) -> int:
 
 
 def _summaries(names, preset, args, store) -> bool:
-    """Aggregate, print and check every table in `names`; True when all reproduce."""
-    from artifact import report
+    """Aggregate, print and check every table in `names`; True when all reproduce (and were written)."""
+    from artifact import check, report
 
     ok_all = True
     out_dir = store.root / "tables" / args.preset
     for name in names:
         table, jobs = _jobs(name, preset, args)
+        if not jobs:
+            continue
         n_seeds = args.seeds if args.seeds is not None else preset.seeds
+        check.load_expected(name, table_cfg=table)
+        for path, why in store.damaged(j.id for j in jobs):
+            warn(f"{path} {why}; its cell counts as missing (a run of the target sets it aside and reruns "
+                 "the job)")
+        report.check_metric_paths(table, jobs, store)
         ev = report.evaluate(table, jobs, store, preset, args.preset, n_seeds, filtered=bool(args.only))
         agg, ok, text = ev.agg, ev.ok, ev.text
-        md, _ = report.write_outputs(table, agg, out_dir, args.preset)
+        stem = _stem(name, preset, args)
+        writes = _Writes()
+        with writes.attempt():
+            writes.done.extend(report.write_outputs(table, agg, out_dir, args.preset, stem))
         if table.kind == "figure":
             from artifact import figures
 
-            print(f"figure: {figures.render(table, jobs, store, out_dir)}")
+            with writes.attempt():
+                print(f"figure: {figures.render(table, jobs, store, out_dir, stem)}")
         print(f"\n{table.title}\n(preset {args.preset}; mean ± std over seeds, ddof=1)\n")
         print(report.render(table, agg))
         from artifact.store import atomic_write_text
 
-        atomic_write_text(out_dir / f"{name}.check.txt", text + "\n")
-        print(f"\n{text}\n(written: {md}, {md.with_suffix('.csv')}, {out_dir / (name + '.check.txt')})")
-        ok_all &= ok
+        with writes.attempt():
+            atomic_write_text(out_dir / f"{stem}.check.txt", text + "\n")
+            writes.done.append(out_dir / f"{stem}.check.txt")
+        print(f"\n{text}\n(written: {', '.join(map(str, writes.done)) or 'nothing'})")
+        ok_all &= ok and writes.ok
     return ok_all
+
+
+class _Writes:
+    """The table files of one target: a full disk or a read-only folder is one line, not the end of the
+    run (the table and verdicts still print, and the FAILED lines after them)."""
+
+    def __init__(self):
+        self.ok, self.done = True, []
+
+    @contextlib.contextmanager
+    def attempt(self):
+        try:
+            yield
+        except OSError as e:
+            self.ok = False
+            print(f"error: cannot write {e.filename or 'the tables'}: {e.strerror}" + _os_hint(e), file=sys.stderr)
+
+
+def _os_hint(e: OSError) -> str:
+    if e.errno == errno.ENOSPC:
+        return " (free space on that disk, then rerun the same command: finished jobs are kept)"
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return " (not writable: fix its permissions, or pass another --results)"
+    return ""
 
 
 def _preset(args):
@@ -145,21 +290,18 @@ def _preset(args):
 
 
 def preflight(jobs, data_root: str) -> None:
-    """Fail in one line before launching anything: missing weights, missing or malformed data.
+    """Fail in one line before launching anything: missing or corrupt weights, missing or malformed data.
 
     Loading a real dataset here also builds its decoded-image cache once, which the workers then map.
     """
     from artifact.config import DatasetCfg, ModelCfg, build
     from artifact.data import load_dataset
-    from artifact.models import WEIGHT_FILES, weight_path
+    from artifact.models import WEIGHT_FILES, check_weights
 
     for model in {canonical(j.cfg["model"]) for j in jobs}:
         cfg = build(ModelCfg, json.loads(model), "model")
-        if cfg.pretrained and cfg.arch in WEIGHT_FILES and not weight_path(cfg.arch).is_file():
-            raise UserError(f"pretrained {cfg.arch} weights not found at {weight_path(cfg.arch)}; download "
-                            f"https://download.pytorch.org/models/{WEIGHT_FILES[cfg.arch]} there "
-                            "(the Docker image has them), or use --preset tiny "
-                            "(--preset preflight: or --allow-random-init)")
+        if cfg.pretrained and cfg.arch in WEIGHT_FILES:
+            check_weights(cfg.arch)  # present, and its sha256 the one in its name
     for dataset in {canonical(j.cfg["dataset"]) for j in jobs}:
         cfg = build(DatasetCfg, json.loads(dataset), "dataset")
         if not cfg.name.startswith("synth"):
@@ -178,63 +320,88 @@ def random_init_notice(jobs) -> str:
             "(model.pretrained: false in their configs)")
 
 
-def cmd_run(args) -> int:
-    from artifact.executors.local import run_local
-    from artifact.store import Store
-    from artifact.train import auto_device
-
-    names = _targets(args.target)
-    preset = _preset(args)
-    store = Store(args.results)
+def _all_jobs(names, preset, args) -> list:
     jobs, seen = [], set()
     for name in names:
         for j in _jobs(name, preset, args)[1]:
             if j.id not in seen:
                 seen.add(j.id)
                 jobs.append(j)
-    done = sum(store.is_done(j.id) for j in jobs)
-    if args.allow_random_init:
+    return jobs
+
+
+def cmd_run(args) -> int:
+    from artifact.executors.local import default_threads, run_local
+    from artifact.store import Store
+    from artifact.train import numerics
+
+    preset = _preset(args)
+    names = _selected(_targets(args.target), preset, args)
+    _validate_expected(names)
+    device = _device(args)
+    if args.executor == "slurm":
+        threads = args.threads or 0  # 0: each task's cpus_per_job (SLURM_CPUS_PER_TASK)
+    else:
+        threads = args.threads or default_threads(device, args.jobs)
+    root = _results(args, "plan" if args.dry_run else "write")
+    jobs = _all_jobs(names, preset, args)
+    if getattr(args, "allow_random_init", False):
         print(random_init_notice(jobs), file=sys.stderr)
     if args.dry_run:
         from artifact.cost import plan
 
+        known = args.executor == "local" or (device == "cpu" and threads)  # SLURM: decided on each node
+        store = Store(root, numerics(device, threads) if known else None)
+        done = sum(store.is_done(j.id) for j in jobs)
         print(f"{args.target} (preset {args.preset}): {len(jobs)} jobs, {done} done, {len(jobs) - done} to run; "
               f"results in {store.root}")
         print("\n".join(plan({name: _jobs(name, preset, args)[1] for name in names}, store)))
         return 0
-    data_root = args.data_root
+    store = Store(root)
+    for line in store.sweep():
+        print(f"removed {line}", file=sys.stderr)
+    for j in jobs:
+        moved = store.set_aside(j.id)
+        if moved:
+            warn(f"{store.result_path(j.id)} {moved[1]}; moved to {moved[0].name}, the job reruns")
+    done = sum(store.is_done(j.id) for j in jobs)
+    data_root = str(user_path(args.data_root))
     preflight([j for j in jobs if not store.is_done(j.id)], data_root)
     if args.executor == "slurm":
         from artifact.executors.slurm import load_cluster, run_slurm
 
+        cluster_config = str(user_path(args.cluster_config)) if args.cluster_config else None
         print(f"{args.target}: {len(jobs)} jobs at preset {args.preset} ({done} already done) on SLURM; "
               f"results in {store.root}", file=sys.stderr)
         # The device is resolved inside each task (auto: the task's GPU if it has one).
-        statuses = run_slurm(jobs, store, {"device": args.device, "threads": 0},
-                             load_cluster(args.cluster_config, args.cluster_set), data_root, git_commit())
+        statuses = run_slurm(jobs, store, {"device": device, "threads": threads},
+                             load_cluster(cluster_config, args.cluster_set), data_root, git_commit())
         if statuses is None:
             print(f"submitted; follow with `reproduce.sh status {args.target}`, then `reproduce.sh check {args.target}`",
                   file=sys.stderr)
             return 0
         return _finish(names, preset, args, store, statuses)
-    device = auto_device() if args.device == "auto" else args.device
     from artifact.gpu import cpu_notice, device_report, usage_line
 
     for line in (device_report(), cpu_notice() if args.device == "auto" else None, usage_line(device)):
         if line:
             print(line, file=sys.stderr)
-    rt = {"device": device, "deterministic": not device.startswith("cuda"), "threads": 0}
+    rt = {"device": device, "deterministic": not device.startswith("cuda"), "threads": threads}
+    per_worker = f" x {threads} thread(s)" if threads else ""
     print(f"{args.target}: {len(jobs)} jobs at preset {args.preset} ({done} already done) on {device}, "
-          f"{args.jobs} worker(s); results in {store.root}", file=sys.stderr)
+          f"{args.jobs} worker(s){per_worker}; results in {store.root}", file=sys.stderr)
     statuses = run_local(jobs, store, rt, args.jobs, data_root, git_commit())
     return _finish(names, preset, args, store, statuses)
 
 
 def _finish(names, preset, args, store, statuses) -> int:
     failed = [s for s in statuses if s["status"] == "failed"]
-    ok = _summaries(names, preset, args, store)
-    for s in failed:
-        print(f"FAILED {s['job']}: {s['error']} (log: {s.get('log')})", file=sys.stderr)
+    ok = False
+    try:
+        ok = _summaries(names, preset, args, store)
+    finally:  # whatever happened to the tables, the failures are said
+        for s in failed:
+            print(f"FAILED {s['job']}: {s['error']} (log: {s.get('log')})", file=sys.stderr)
     if args.target == "all":
         cmd_report(args)
     return 0 if ok and not failed else 1
@@ -244,7 +411,7 @@ def cmd_report(args) -> int:
     """The reviewer's report (artifact/reviewer_report.py) from the results folder; no training."""
     from artifact.reviewer_report import write_report
 
-    path = write_report(args.results, args.preset, args.seeds, args.only,
+    path = write_report(str(user_path(args.results)), args.preset, args.seeds, args.only,
                         getattr(args, "allow_random_init", False), _preset(args))  # the run's own jobs
     print(f"reviewer's report: {path}")
     return 0
@@ -256,7 +423,9 @@ def cmd_check(args) -> int:
     if not args.subtarget:
         raise UserError("check needs a target, e.g. reproduce.sh check table2")
     args.target = args.subtarget
-    return 0 if _summaries(_targets(args.target), _preset(args), args, Store(args.results)) else 1
+    preset = _preset(args)
+    names = _selected(_targets(args.target), preset, args)
+    return 0 if _summaries(names, preset, args, Store(_results(args, "read"))) else 1
 
 
 def cmd_status(args) -> int:
@@ -266,12 +435,14 @@ def cmd_status(args) -> int:
 
     if not args.subtarget:
         raise UserError("status needs a target, e.g. reproduce.sh status table2")
-    store = Store(args.results)
+    args.target = args.subtarget
     preset = _preset(args)
+    names = _selected(_targets(args.subtarget), preset, args)
+    store = Store(_results(args, "read"))
     queue = slurm_queue()
     if queue is None:
         print("(squeue did not answer: SLURM tasks are shown by their markers only)", file=sys.stderr)
-    for name in _targets(args.subtarget):
+    for name in names:
         _, jobs = _jobs(name, preset, args)
         counts, lines = dict.fromkeys(STATES, 0), []
         for j in jobs:
@@ -285,6 +456,8 @@ def cmd_status(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from artifact.executors.local import Interrupted
+
     argv = sys.argv[1:] if argv is None else argv
     try:
         if argv[:1] == ["data"]:
@@ -304,6 +477,18 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted: finished jobs are kept; rerun the same command to finish the rest", file=sys.stderr)
+    except BrokenPipeError:  # e.g. `status ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as e:  # a full disk, a read-only folder, a vanished mount: one line, never a traceback
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}{_os_hint(e)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as e:
+        stopped = ""
+        if isinstance(e, Interrupted) and e.in_flight:
+            stopped = (f" stopped {len(e.in_flight)} job(s) in flight; each training keeps its last finished "
+                       "epoch;")
+        print(f"interrupted:{stopped} finished jobs are kept; rerun the same command to resume",
+              file=sys.stderr)
         return 130

@@ -20,6 +20,13 @@ from artifact.errors import UserError
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def user_path(text: str) -> Path:
+    """A path from the command line, relative to the caller's directory: $OILWATER_CWD, which reproduce.sh
+    sets before it changes into the repository, else the working directory."""
+    path = Path(text).expanduser()
+    return path if path.is_absolute() else Path(os.environ.get("OILWATER_CWD") or os.getcwd()) / path
+
+
 def config_dir() -> Path:
     """configs/ of the checkout, or OILWATER_CONFIGS (a researcher's own table and preset files)."""
     return Path(os.environ.get("OILWATER_CONFIGS", ROOT / "configs"))
@@ -163,10 +170,17 @@ class Preset:
     # A TrainCfg mapping: backdoor jobs also train ERM with it on the clean data and record the attack's
     # success there (metrics.asr_clean), the baseline of the quick preset's "ASR far above clean" range.
     clean_baseline: dict = field(default_factory=dict)
+    source: str = ""  # the file it was read from (set by load_preset; errors in its sections name it)
 
 
 def load_preset(name: str, configs: Path | None = None) -> Preset:
     if name not in PRESETS:
         raise UserError(f"unknown preset {name!r} (valid: {', '.join(PRESETS)})")
     path = (configs or config_dir()) / "presets" / f"{name}.yaml"
-    return build(Preset, read_yaml(path), str(path))
+    data = read_yaml(path)
+    data.pop("source", None)
+    preset = dataclasses.replace(build(Preset, data, str(path)), source=str(path))
+    from artifact.grid import validate_preset  # here, not at the top: grid imports the method registry
+
+    validate_preset(preset)
+    return preset

@@ -22,6 +22,7 @@ from artifact import metrics
 from artifact.attacks import ATTACKS
 from artifact.config import DatasetCfg, ModelCfg, TrainCfg, build
 from artifact.data import load_dataset
+from artifact.errors import warn
 from artifact.jobstate import running
 from artifact.methods import METHODS
 from artifact.models import build_model
@@ -192,34 +193,50 @@ def _method(cfg: dict):
 def _failure(store: Store, jid: str, name: str, e: Exception) -> dict:
     """Keep the traceback in the job folder; the user sees one line and the log path."""
     path = store.job_dir(jid) / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(traceback.format_exc())
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(traceback.format_exc())
+    except OSError as write_error:  # a full disk or a read-only folder: the line is all there is
+        return {"id": jid, "status": "failed", "error": f"{type(e).__name__}: {e}",
+                "log": f"none ({path}: {write_error.strerror})"}
     return {"id": jid, "status": "failed", "error": f"{type(e).__name__}: {e}", "log": str(path)}
+
+
+def _runtime(store: Store, rt: dict) -> Runtime:
+    runtime = Runtime(**rt)
+    runtime.setup()
+    store.numerics = runtime.numerics()  # stages are keyed by what decides their numbers
+    return runtime
 
 
 def prepare_job(cfg: dict, results: str, rt: dict, data_root: str | None = None) -> dict:
     """Compute the stages this job shares with its sibling cases (e.g. JTT's identification)."""
     store, jid = Store(results), job_id(cfg)
     try:
-        runtime = Runtime(**rt)
-        runtime.setup()
+        runtime = _runtime(store, rt)
         method, params = _method(cfg)
         method.prepare(Context(cfg, store, runtime, data_root), params)
     except Exception as e:
         return _failure(store, jid, "stage-error.txt", e)
+    (store.job_dir(jid) / "stage-error.txt").unlink(missing_ok=True)  # an earlier attempt's
     return {"id": jid, "status": "done"}
 
 
 def execute(cfg: dict, results: str, rt: dict, data_root: str | None = None, git: str | None = None) -> dict:
-    """Run one job and write its result.json atomically; a failure writes error.txt instead."""
+    """Run one job and write its result.json atomically; a failure writes error.txt instead.
+
+    A damaged result.json in the job's folder (not a finished result of this job) is set aside and the job
+    runs again."""
     store, jid = Store(results), job_id(cfg)
     if store.is_done(jid):
         return {"id": jid, "status": "done", "cached": True}
+    moved = store.set_aside(jid)
+    if moved:
+        warn(f"{store.result_path(jid)} {moved[1]}; moved to {moved[0].name}, rerunning the job")
     t0 = time.time()
     with running(store, jid):
-        runtime = Runtime(**rt)
         try:
-            runtime.setup()
+            runtime = _runtime(store, rt)
             method, params = _method(cfg)
             ctx = Context(cfg, store, runtime, data_root)
             out = method.run(ctx, params, cfg["case"])
@@ -241,5 +258,10 @@ def execute(cfg: dict, results: str, rt: dict, data_root: str | None = None, git
                 "peak_cuda_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if torch.cuda.is_available() else None,
             },
         }
-        store.write_result(jid, result)
+        try:
+            store.write_result(jid, result)
+        except OSError as e:
+            return {"id": jid, "status": "failed", "log": None,
+                    "error": f"cannot write {store.result_path(jid)}: {e.strerror} (its stages are kept; "
+                             "free space or fix permissions, then rerun the same command)"}
         return {"id": jid, "status": "done", "cached": False, "wall_s": result["timing"]["wall_s"]}

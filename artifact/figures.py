@@ -6,6 +6,7 @@ mean ± std over seeds as a line and a band. Rebuilt from results every time, li
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
@@ -13,6 +14,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from artifact.store import atomic_write_bytes  # noqa: E402
 
 ROLES = {"poisons": ("Poisons", "tab:red"), "lrg1": ("LRG-1", "tab:blue"), "lrg2": ("LRG-2", "tab:cyan"),
          "hrg": ("HRG", "tab:gray")}
@@ -67,13 +70,13 @@ def draw(table, jobs, store):
                              f"{'/'.join(map(str, seeds)) or 'no'} seed(s)")
 
 
-def render(table, jobs, store, out_dir: Path) -> Path:
-    """Draw `table` (a kind: figure config) from its jobs' results into out_dir/<name>.png."""
+def render(table, jobs, store, out_dir: Path, stem: str | None = None) -> Path:
+    """Draw `table` (a kind: figure config) from its jobs' results into out_dir/<stem or name>.png."""
     fig = draw(table, jobs, store)
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{table.name}.png"
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=130)
+    path = out_dir / f"{stem or table.name}.png"
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=130)
     plt.close(fig)
-    tmp.replace(path)
+    atomic_write_bytes(path, buf.getvalue())
     return path

@@ -22,6 +22,9 @@ from artifact.store import content_hash
 
 CORE_AXES = ("method", "dataset", "attack", "case")
 SECTIONS = ("method", "attack", "model", "dataset")
+# Metrics measured per ground-truth role (metrics.rate_by_role, STRIP): `<metric>.<role>`.
+ROLE_METRICS = ("idnf", "elmf", "entropy", "entropy_sd", "flagged")
+ROLES = ("poisons", "lrg1", "lrg2", "hrg")
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,35 @@ def load_table(name: str, configs: Path | None = None) -> TableCfg:
         for axis in CORE_AXES:
             if axis not in block and not (axis == "case"):
                 raise UserError(f"{path}: grid[{i}].{axis}: required axis missing")
+        for row in table.rows:
+            if row not in block and row not in ("case", "seed", table.curve.get("label")):
+                raise UserError(f"{path}: rows: {row!r} is not an axis of grid[{i}] (its axes: {', '.join(block)})")
+    for metric in table.metrics:
+        root, _, leaf = metric.partition(".")
+        if root in ROLE_METRICS and leaf not in ROLES:
+            raise UserError(f"{path}: metrics: {metric!r}: {root} is per role (valid: "
+                            + ", ".join(f"{root}.{r}" for r in ROLES) + ")")
     return table
+
+
+def validate_preset(preset: Preset) -> None:
+    """Build every section of `preset` on its own, so that an error in the preset file names that file
+    (and one in a table's override names the table, in `resolve`)."""
+    where = preset.source or "preset"
+    for kind, registry, sections in (("methods", METHODS, preset.methods), ("attacks", ATTACKS, preset.attacks)):
+        for name, params in (sections or {}).items():
+            obj = registry.get_or_fail(name, f"{where}: {kind}")
+            params = dict(params or {})
+            by_dataset = params.pop("by_dataset", {}) or {}
+            build(obj.Params, params, f"{where}: {kind}.{name}")
+            for dataset, over in by_dataset.items():
+                build(obj.Params, _merge(params, over), f"{where}: {kind}.{name}.by_dataset.{dataset}")
+    for name, cfg in preset.datasets.items():
+        build(DatasetCfg, cfg, f"{where}: datasets.{name}")
+    for name, cfg in preset.model.items():
+        build(ModelCfg, cfg, f"{where}: model.{name}")
+    if preset.clean_baseline:
+        build(TrainCfg, preset.clean_baseline, f"{where}: clean_baseline")
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -179,17 +210,26 @@ def expand(table: TableCfg, preset: Preset, seeds: int | None = None) -> list[Jo
 
 
 def filter_jobs(jobs: list[Job], only: list[str]) -> list[Job]:
-    """Keep jobs whose labels match every `key=value` in `only` (values compared as strings)."""
+    """Keep jobs whose labels match every `key=value` in `only` (values compared as strings).
+
+    A key no job has, a value no job has, or filters that together match nothing are errors that list
+    the valid keys or values: a typo never quietly gives an empty grid."""
     wanted = []
     for item in only:
         if "=" not in item:
             raise UserError(f"--only {item!r}: expected key=value, e.g. --only case=ideal")
         wanted.append(tuple(item.split("=", 1)))
     keys = {k for j in jobs for k in j.labels}
-    for k, _ in wanted:
+    for k, v in wanted:
         if k not in keys:
             raise UserError(f"--only {k}=...: unknown key (valid: {', '.join(sorted(keys))})")
-    return [j for j in jobs if all(str(j.labels.get(k)) == v for k, v in wanted)]
+        values = list(dict.fromkeys(str(j.labels[k]) for j in jobs if k in j.labels))
+        if v not in values:
+            raise UserError(f"--only {k}={v}: no job has {k} {v!r} (valid: {', '.join(values)})")
+    kept = [j for j in jobs if all(str(j.labels.get(k)) == v for k, v in wanted)]
+    if not kept:
+        raise UserError(f"--only {' --only '.join(only)}: each matches some jobs, but no job matches all of them")
+    return kept
 
 
 def random_init(jobs: list[Job]) -> list[Job]:

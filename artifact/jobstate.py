@@ -1,7 +1,8 @@
 """Where a job stands, for either executor: done / running / queued / failed / interrupted / pending.
 
 Only files in the job's folder say it (plus `squeue` for SLURM ids), so `status` works from any
-machine that sees the results folder: `result.json` (done), `running.json` (written by `execute`
+machine that sees the results folder: `result.json` (done; damaged when it is not a finished result of
+this job, artifact/store.py), `running.json` (written by `execute`
 while it works: host, pid, SLURM task id), `error.txt` (failed with a traceback), `slurm.json` (the
 SLURM task it was last submitted as, and that task's log).
 """
@@ -20,7 +21,7 @@ from typing import NamedTuple
 from artifact.store import Store, atomic_write_json
 
 MARKER, SUBMISSION = "running.json", "slurm.json"
-STATES = ("done", "running", "queued", "interrupted", "failed", "pending")
+STATES = ("done", "damaged", "running", "queued", "interrupted", "failed", "pending")
 
 
 def slurm_task_id() -> str | None:
@@ -82,8 +83,12 @@ def _alive(pid: int) -> bool:
 
 def job_state(store: Store, job_id: str, queue: dict[str, str]) -> State:
     """Where one job stands; `queue` is `slurm_queue()` (passed in: one squeue call per status)."""
-    if store.is_done(job_id):
+    result, damage = store.read_result(job_id)
+    if result is not None:
         return State("done")
+    if damage:
+        return State("damaged", f"result.json {damage}; the next run sets it aside and reruns the job",
+                     str(store.result_path(job_id)))
     folder = store.job_dir(job_id)
     sub = _read(folder / SUBMISSION) or {}
     if sub.get("slurm") in queue:

@@ -6,6 +6,7 @@ pixel space (docs/deviations.md, GM).
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import torch
@@ -82,19 +83,50 @@ def missing_weights(archs) -> dict[str, Path]:
     return {a: weight_path(a) for a in sorted(archs) if a in WEIGHT_FILES and not weight_path(a).is_file()}
 
 
+def sha256_prefix(name: str) -> str:
+    """The start of the file's sha256 that torchvision puts in its weight file names: `<arch>-<sha256[:8]>.pth`."""
+    return name.rsplit("-", 1)[-1].split(".")[0]
+
+
+def sha256_matches(path: Path, name: str | None = None) -> bool:
+    """Whether `path`'s sha256 starts with the hex part of its name."""
+    prefix = sha256_prefix(name or path.name)
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest().startswith(prefix)
+
+
+def check_weights(arch: str) -> Path:
+    """The pretrained weights file of `arch`, present and intact (its sha256 is in its name); else a
+    UserError saying where to get it. Checked before a run starts, and again when a model loads it."""
+    path, name = weight_path(arch), WEIGHT_FILES[arch]
+    url = f"https://download.pytorch.org/models/{name}"
+    if not path.is_file():
+        raise UserError(f"pretrained {arch} weights not found at {path}; download {url} there "
+                        "(the Docker image has them), or set model.pretrained: false / use --preset tiny "
+                        "(--preset preflight: or --allow-random-init)")
+    if not sha256_matches(path):
+        raise UserError(f"pretrained {arch} weights at {path} are corrupt (their sha256 does not start with "
+                        f"{sha256_prefix(name)}, as the file name says); delete the file and "
+                        f"download {url} again")
+    return path
+
+
 def _resnet(arch: str, pretrained: bool, n_classes: int) -> nn.Module:
     import torchvision
 
+    from artifact.store import DamagedFile, torch_load
+
     net = getattr(torchvision.models, arch)(weights=None)
     if pretrained:
-        path = weight_path(arch)
-        if not path.is_file():
-            raise UserError(
-                f"pretrained {arch} weights not found at {path}; download "
-                f"https://download.pytorch.org/models/{WEIGHT_FILES[arch]} there (the Docker image has them) "
-                "or set model.pretrained: false"
-            )
-        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        path = check_weights(arch)
+        try:
+            net.load_state_dict(torch_load(path))
+        except DamagedFile as e:
+            raise UserError(f"pretrained {arch} weights {e}; delete the file and download "
+                            f"https://download.pytorch.org/models/{WEIGHT_FILES[arch]} again") from None
     net.fc = nn.Linear(net.fc.in_features, n_classes)
     return _ResNet(net)
 

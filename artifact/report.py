@@ -14,16 +14,20 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
+from artifact.errors import UserError
 from artifact.store import atomic_write_text
 
 CATEGORICAL = ("method", "dataset", "attack", "case")
 
 
-def metric_value(metrics: dict, path: str):
+_ABSENT = object()
+
+
+def metric_value(metrics: dict, path: str, default=None):
     node = metrics
     for part in path.split("."):
         if not isinstance(node, dict) or part not in node:
-            return None
+            return default
         node = node[part]
     return node
 
@@ -38,6 +42,29 @@ def _points(table, result) -> list[tuple[dict, dict]]:
         return [({}, metrics)]
     label, entries = table.curve["label"], metric_value(metrics, table.curve["path"]) or []
     return [({label: e[label]}, {table.curve["as"]: e}) for e in entries] or [({label: "-"}, {})]
+
+
+def _has(metrics: dict, path: str) -> bool:
+    return metric_value(metrics, path, _ABSENT) is not _ABSENT
+
+
+def check_metric_paths(table, jobs, store) -> None:
+    """A metric path of `table` that no finished result has, nor (dotted) its parent, is a typo in the
+    table config, not a column of n/a: a UserError naming it and what the results do have. (A dotted path
+    whose parent exists, e.g. idnf.lrg2 on CelebA, is absent by design and shows n/a; the role names of
+    such paths are checked when the config loads, artifact/grid.py.) Nothing to judge by: no error."""
+    results = [m for r in map(store.load_result, (j.id for j in jobs)) if r for _, m in _points(table, r)]
+    if not results:
+        return
+    for path in table.metrics:
+        parent = path.rsplit(".", 1)[0] if "." in path else None
+        if any(_has(m, path) for m in results) or (parent and any(_has(m, parent) for m in results)):
+            continue
+        have = sorted({k for m in results for k, v in m.items() if isinstance(v, int | float | dict)})
+        from artifact.config import config_dir
+
+        raise UserError(f"{config_dir() / (table.name + '.yaml')}: metrics: {path!r} is in none of its "
+                        f"{len(results)} finished results (they have: {', '.join(have)}); fix the name")
 
 
 def collect(table, jobs, store) -> pd.DataFrame:
@@ -62,6 +89,8 @@ def aggregate(table, df: pd.DataFrame, n_seeds: int) -> pd.DataFrame:
     `na` marks a metric that every finished seed lacks by design (e.g. LRG-2 on CelebA): shown as n/a.
     """
     out = []
+    if df.empty:
+        return pd.DataFrame(columns=[*table.rows, "metric", "mean", "std", "n", "n_expected", "na"])
     keys = list(dict.fromkeys(tuple(r) for r in df[list(table.rows)].itertuples(index=False)))
     for key in keys:
         mask = np.logical_and.reduce([df[c] == v for c, v in zip(table.rows, key, strict=True)])
@@ -120,10 +149,11 @@ def render(table, agg: pd.DataFrame, tablefmt: str = "github") -> str:
     return tabulate(lines, headers=headers, tablefmt=tablefmt, disable_numparse=True)
 
 
-def write_outputs(table, agg: pd.DataFrame, out_dir: Path, preset: str) -> tuple[Path, Path]:
-    """tables/<preset>/<table>.md (title + table) and .csv (the long format the checker reads)."""
-    md = out_dir / f"{table.name}.md"
-    csv = out_dir / f"{table.name}.csv"
+def write_outputs(table, agg: pd.DataFrame, out_dir: Path, preset: str, stem: str | None = None) -> tuple[Path, Path]:
+    """tables/<preset>/<stem>.md (title + table) and .csv (the long format the checker reads); `stem` is the
+    table's name, or a filtered run's own name for it (cli._stem)."""
+    md = out_dir / f"{stem or table.name}.md"
+    csv = out_dir / f"{stem or table.name}.csv"
     note = f"Preset `{preset}`; mean ± std over seeds (sample std, ddof = 1)."
     atomic_write_text(md, f"{table.title}\n\n{note}\n\n{render(table, agg)}\n")
     atomic_write_text(csv, agg.to_csv(index=False, float_format="%.4f"))

@@ -18,7 +18,8 @@ import torch.nn.functional as F
 import torch.utils.deterministic
 
 from artifact.config import TrainCfg
-from artifact.store import atomic_torch_save
+from artifact.errors import warn
+from artifact.store import DamagedFile, atomic_torch_save, torch_load
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,32 @@ class Runtime:
     def describe(self) -> dict:
         return {"device": self.device, "deterministic": self.deterministic, "amp": "bf16" if self.cuda else "off",
                 "channels_last": True, "threads": torch.get_num_threads()}
+
+    def numerics(self) -> dict:
+        """What besides a stage's inputs decides its numbers (after setup()): part of every stage key."""
+        return numerics(self.device, torch.get_num_threads())
+
+
+def numerics(device: str, threads: int) -> dict:
+    """On the CPU a run is bit-identical for a given thread count and drifts apart for another; on CUDA
+    (bf16, cuDNN autotuning) the thread count does not matter but the device type does."""
+    return {"device": "cuda"} if device.startswith("cuda") else {"device": "cpu", "threads": int(threads)}
+
+
+def load_checkpoint(path: Path | None, keys: tuple[str, ...], map_location="cpu") -> dict | None:
+    """A training checkpoint to resume from, or None: absent, or damaged (then named, removed, and the
+    training restarts from its first epoch: a checkpoint only saves time)."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        state = torch_load(path, map_location)
+        if not isinstance(state, dict) or not set(keys) <= set(state):
+            raise DamagedFile(path, "not a checkpoint of this training (fields missing)")
+        return state
+    except DamagedFile as e:
+        warn(f"checkpoint {e}; removed, this training restarts from its first epoch")
+        path.unlink(missing_ok=True)
+        return None
 
 
 def auto_device() -> str:
@@ -88,6 +115,9 @@ def predict(model, split, rt: Runtime, idx: torch.Tensor | None = None, transfor
             z = model.features(x) if features else model(x)
         out.append(z.float().cpu())
     return torch.cat(out) if out else torch.empty(0)
+
+
+CHECKPOINT_KEYS = ("epoch", "model", "opt", "gen", "rng", "history", "best", "index", "recorded", "hooks")
 
 
 def make_optimizer(model, cfg: TrainCfg) -> torch.optim.Optimizer:
@@ -128,8 +158,8 @@ def train(
     history, best = [], (None, -1, None)
     hooks = [h for h in (loss_fn, reindex) if hasattr(h, "state_dict")]  # stateful: group DRO's q, EPIC's removals
     first_epoch = 0
-    if checkpoint is not None and checkpoint.is_file():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    state = load_checkpoint(checkpoint, CHECKPOINT_KEYS)
+    if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         gen.set_state(state["gen"])

@@ -1,8 +1,10 @@
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from artifact.config import load_preset
 
@@ -60,3 +62,20 @@ def golden_env(monkeypatch, tmp_path):
                 store.write_result(jobs[key].id, {"metrics": edit(r["labels"], dict(r["metrics"]))})
 
     return store, write
+
+
+@pytest.fixture
+def long_smoke_configs(tmp_path):
+    """configs/ (in tmp_path) whose smoke JTT final training lasts `epochs` epochs, tens of seconds: long
+    enough to interrupt a job inside its training. Returns the environment that selects them."""
+
+    def make(epochs: int) -> dict:
+        dst = tmp_path / "configs"
+        shutil.copytree(Path(__file__).resolve().parent.parent / "configs", dst)
+        smoke = dst / "presets" / "smoke.yaml"
+        preset = yaml.safe_load(smoke.read_text())
+        preset["methods"]["jtt"]["final"]["epochs"] = epochs
+        smoke.write_text(yaml.safe_dump(preset))
+        return {"OILWATER_CONFIGS": str(dst)}
+
+    return make

@@ -12,6 +12,7 @@ from artifact.experiments import execute
 from artifact.grid import Job, expand, load_table
 from artifact.stages import job_stages, sharing
 from artifact.store import Store
+from artifact.train import numerics
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
@@ -59,7 +60,7 @@ def test_identification_is_shared_by_cases_and_the_sa_reference_by_seed():
 def test_counted_keys_are_the_keys_the_store_writes(tmp_path):
     job = next(j for j in _smoke_table2() if j.labels["method"] == "jtt" and j.labels["attack"] == "dlbd")
     job = Job(job.labels, {**job.cfg, "dataset": {**job.cfg["dataset"], "scale": 0.05}})  # seconds, not minutes
-    store = Store(tmp_path)
+    store = Store(tmp_path, numerics("cpu", 1))  # the stage keys of a CPU run with 1 thread
     lines = plan({"table2": [job]}, store, {"smallcnn@32@cpu": {"train_img_s": 100.0, "eval_img_s": 300.0}})
     assert "0/2" in lines[0] and "CPU-h" in lines[0]
     assert execute(job.cfg, str(tmp_path), {"device": "cpu", "threads": 1})["status"] == "done"

@@ -63,7 +63,9 @@ def test_smoke_run_resume_and_determinism(tmp_path):
     assert {"git_commit", "torch", "python", "hostname", "device_name"} <= set(r["env"])
     assert r["seed"] == r["config"]["seed"] and r["timing"]["wall_s"] > 0
     assert r["runtime"]["deterministic"] is True
-    # 4. Tables land beside the results as Markdown and CSV, with the checker's verdicts.
+    # 4. Tables land beside the results as Markdown and CSV, with the checker's verdicts, under the filtered
+    # run's own name (the full table2.md is the full grid's).
     tables = killed / "tables" / "smoke"
-    assert (tables / "table2.md").is_file() and (tables / "table2.csv").is_file()
-    assert "Summary:" in (tables / "table2.check.txt").read_text()
+    stem = "table2.only.attack=dlbd+dataset=waterbirds+method=jtt"
+    assert (tables / f"{stem}.md").is_file() and (tables / f"{stem}.csv").is_file()
+    assert "Summary:" in (tables / f"{stem}.check.txt").read_text() and not (tables / "table2.md").exists()

@@ -161,7 +161,7 @@ def test_figure1_claims_hold_at_every_iteration_from_the_second(tmp_path):
     for job in jobs:
         curve = [{"iteration": i, "epoch": i, "poisons": p, "lrg1": l1, "hrg": 2.0}
                  for i, (p, l1) in enumerate([(10.0, 5.0), (60.0, 30.0), (99.0, 95.0)], start=1)]
-        store.write_result(job.id, {"id": job.id, "metrics": {"elmf_curve": curve}})
+        store.write_result(job.id, {"id": job.id, "metrics": {"elmf_curve": curve, "acc": 90.0, "wga": 70.0}})
     agg = report.aggregate(table, report.collect(table, jobs, store), 3)
     assert sorted(set(agg["iteration"])) == [1, 2, 3]
     verdicts = check_claims(agg, load_expected("figure1")[1], preset="tiny")

@@ -34,7 +34,7 @@ def test_states_follow_the_job_folder(tmp_path):
     (store.job_dir(JID) / "error.txt").write_text("Traceback ...\nValueError: bad\n")
     state = job_state(store, JID, {})
     assert state.name == "failed" and state.detail == "ValueError: bad" and state.log.endswith("error.txt")
-    store.write_result(JID, {"id": JID})
+    store.write_result(JID, {"id": JID, "metrics": {"acc": 90.0, "wga": 70.0}})
     assert job_state(store, JID, {}).name == "done"
 
 

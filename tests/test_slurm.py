@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -19,7 +18,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -60,20 +58,6 @@ def _metrics(results: Path) -> dict:
     return {p.parent.name: json.loads(p.read_text())["metrics"] for p in results.glob("jobs/*/result.json")}
 
 
-def _long_configs(tmp_path: Path) -> dict:
-    """configs/ whose smoke JTT final training lasts FINAL_EPOCHS epochs (tens of seconds): a task
-    scancel-ed in it is still training when SLURM's KillWait (5 s on the test cluster) ends. submitit
-    ignores the SIGTERM of a plain scancel, so a task that would finish within those 5 s still writes its
-    result; the two-epoch smoke job did, which made this scenario race."""
-    dst = tmp_path / "configs"
-    shutil.copytree(ROOT / "configs", dst)
-    smoke = dst / "presets" / "smoke.yaml"
-    preset = yaml.safe_load(smoke.read_text())
-    preset["methods"]["jtt"]["final"]["epochs"] = FINAL_EPOCHS
-    smoke.write_text(yaml.safe_dump(preset))
-    return {**os.environ, "OILWATER_CONFIGS": str(dst)}
-
-
 def _ideal_job_id(env: dict) -> str:
     """The ideal case trains its own final model (worst shares standard's), so it is the one cancelled."""
     from artifact.config import load_preset
@@ -104,8 +88,12 @@ def _cancel_while_training(results: Path, proc, ideal: str, timeout: float = 300
     raise AssertionError("the ideal job's task was not seen training")
 
 
-def test_slurm_matches_local_and_a_scancelled_job_is_finished_by_a_rerun(cluster, tmp_path):
-    env = _long_configs(tmp_path)
+def test_slurm_matches_local_and_a_scancelled_job_is_finished_by_a_rerun(cluster, tmp_path, long_smoke_configs):
+    # The final training lasts FINAL_EPOCHS epochs (tens of seconds): a task scancel-ed in it is still training
+    # when SLURM's KillWait (5 s on the test cluster) ends. submitit ignores the SIGTERM of a plain scancel, so
+    # a task that would finish within those 5 s still writes its result; the two-epoch smoke job did, which
+    # made this scenario race.
+    env = {**os.environ, **long_smoke_configs(FINAL_EPOCHS)}
     local, remote = tmp_path / "local", tmp_path / "slurm"
     ran = _cli("table2", "--preset", "smoke", "--results", local, *ONLY, env=env)
     assert ran.returncode == 0, ran.stderr[-3000:]
@@ -150,7 +138,7 @@ def test_slurm_matches_local_and_a_scancelled_job_is_finished_by_a_rerun(cluster
 
     # Same seeds, same numbers: every metric (histories included) and the table itself.
     assert _metrics(remote) == _metrics(local) and len(_metrics(local)) == 3
-    table = Path("tables/smoke/table2.csv")
+    table = Path("tables/smoke/table2.only.attack=dlbd+dataset=waterbirds+method=jtt.csv")  # a filtered run's own name
     assert (remote / table).read_text() == (local / table).read_text()
     status = _cli("status", "table2", "--preset", "smoke", "--results", remote, *ONLY, env=env)
     assert "3 done" in status.stdout, status.stdout

@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 
 from artifact.errors import UserError
-from artifact.store import file_lock
+from artifact.store import file_lock, file_mode
 
 # Bump when decoding or a transform changes meaning, so stale caches are never reused.
 CACHE_FORMAT = "1"
@@ -163,6 +163,7 @@ def _build(path: Path, shape: tuple[int, ...], paths: Sequence[Path], transform:
         _decode_into(arr, paths, transform)
         arr.flush()
         del arr
+        os.chmod(tmp, file_mode())  # mkstemp's 0600 -> what the umask allows: a shared cache stays shared
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -9,16 +9,17 @@ Both print for humans and return an exit code; user errors are one line, never a
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import sys
 from pathlib import Path
 
+from artifact.config import user_path
 from artifact.data import celeba, waterbirds
 from artifact.data.cache import decode
 from artifact.data.export import LAYOUTS, export
 from artifact.data.real import SPLITS, data_root, fmt
 from artifact.errors import UserError
+from artifact.models import sha256_matches, sha256_prefix
 
 WEIGHTS = {"resnet18": "resnet18-f37072fd.pth", "resnet50": "resnet50-0676ba61.pth"}
 LOADERS = {"waterbirds": waterbirds, "celeba": celeba}
@@ -74,16 +75,11 @@ def _weights() -> tuple[bool, list[str]]:
                 f"m.{arch}(weights='IMAGENET1K_V1')\" (or set TORCH_HOME)"
             )
             continue
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        prefix = name.rsplit("-", 1)[1].split(".")[0]
-        if h.hexdigest().startswith(prefix):
+        if sha256_matches(path, name):
             lines.append(f"  {name}: ok ({path.stat().st_size / 1e6:.1f} MB, sha256 matches)")
         else:
             ok = False
-            lines.append(f"  {name}: CORRUPT - sha256 does not start with {prefix}; delete it and fetch again")
+            lines.append(f"  {name}: CORRUPT - sha256 does not start with {sha256_prefix(name)}; delete it and fetch again")
     return ok, lines
 
 
@@ -108,6 +104,9 @@ def check(root_arg: str | None) -> int:
 
 
 def synth(out: str, dataset: str | None, layouts: list[str] | None, scale: float, seed: int) -> int:
+    out = user_path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: a file, not a folder; pass a folder to write the data root into")
     for d in [dataset] if dataset else list(LAYOUTS):
         chosen = tuple(layouts or ())
         if not dataset:  # without --dataset, each --layout picks its own dataset
@@ -128,7 +127,7 @@ def main(argv: list[str]) -> int:
     s = sub.add_parser("synth", help="write the synthetic datasets in the real on-disk layouts")
     s.add_argument("--out", required=True, help="folder to write into (becomes a data root)")
     s.add_argument("--dataset", choices=sorted(LAYOUTS), help="default: both")
-    s.add_argument("--layout", action="append", choices=[lay for lays in LAYOUTS.values() for lay in lays],
+    s.add_argument("--layout", action="append", type=str.lower, choices=[lay for lays in LAYOUTS.values() for lay in lays],
                    help="repeatable; default: every layout of the dataset(s)")
     s.add_argument("--scale", type=float, default=1.0,
                    help="size relative to the embedded synthetic set (default 1.0: ~8k waterbirds, ~15k celeba)")
@@ -139,9 +138,12 @@ def main(argv: list[str]) -> int:
         return int(e.code or 0)
     try:
         if args.cmd == "check":
-            return check(args.data_root)
+            return check(str(user_path(args.data_root)) if args.data_root else None)
         return synth(args.out, args.dataset, args.layout, args.scale, args.seed)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # e.g. a full disk or a read-only --out
+        print(f"error: {e.filename or 'writing the data'}: {e.strerror or e}", file=sys.stderr)
         return 2
 

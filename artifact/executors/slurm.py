@@ -35,7 +35,7 @@ from artifact.executors.local import describe
 from artifact.executors.progress import Progress
 from artifact.experiments import execute, prepare_job
 from artifact.jobstate import SUBMISSION, job_state, slurm_queue
-from artifact.store import atomic_write_json
+from artifact.store import atomic_write_json, dir_mode
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ class Task(submitit.helpers.Checkpointable):
 
         print(f"oilwater code: {Path(artifact.__file__).parent}", file=sys.stderr, flush=True)  # the snapshot
         device = auto_device() if rt["device"] == "auto" else rt["device"]
-        threads = int(os.environ.get("SLURM_CPUS_PER_TASK") or rt.get("threads") or 0)
+        threads = int(rt.get("threads") or os.environ.get("SLURM_CPUS_PER_TASK") or 0)  # --threads, else the task's CPUs
         rt = {**rt, "device": device, "deterministic": not device.startswith("cuda"), "threads": threads}
         if fn == "prepare":
             return prepare_job(cfg, results, rt, data_root)
@@ -116,6 +116,7 @@ def snapshot(dest_root: Path) -> Path:
     if not dest.is_dir():
         dest_root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=dest_root, prefix=".tmp-"))
+        tmp.chmod(dir_mode())  # the snapshot is read by the tasks, maybe under another group member's account
         for p in files:
             target = tmp / p.relative_to(ROOT)
             target.parent.mkdir(parents=True, exist_ok=True)

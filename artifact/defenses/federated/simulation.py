@@ -20,7 +20,7 @@ from artifact.config import TrainCfg
 from artifact.defenses.federated.aggregators import AGGREGATORS, AggCfg
 from artifact.defenses.federated.flat import flatten, float_keys, param_mask, unflatten
 from artifact.store import atomic_torch_save
-from artifact.train import train
+from artifact.train import load_checkpoint, train
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,8 @@ def simulate(model, split, parts: list[torch.Tensor], fed: FedCfg, agg: AggCfg, 
     is_param = param_mask(model, keys).to(rt.device)
     w = flatten(global_state, keys)
     server, history, start = None, [], 0
-    if checkpoint is not None and checkpoint.is_file():
-        ck = torch.load(checkpoint, map_location=rt.device, weights_only=True)
+    ck = load_checkpoint(checkpoint, ("round", "state", "server", "history"), rt.device)
+    if ck is not None:
         global_state, server, history, start = ck["state"], ck["server"], ck["history"], ck["round"] + 1
         w = flatten(global_state, keys)
     m = fed.clients_per_round
