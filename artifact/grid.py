@@ -186,7 +186,10 @@ def filter_jobs(jobs: list[Job], only: list[str]) -> list[Job]:
             raise UserError(f"--only {item!r}: expected key=value, e.g. --only case=ideal")
         wanted.append(tuple(item.split("=", 1)))
     keys = {k for j in jobs for k in j.labels}
-    for k, _ in wanted:
+    for k, v in wanted:
         if k not in keys:
             raise UserError(f"--only {k}=...: unknown key (valid: {', '.join(sorted(keys))})")
+        values = sorted({str(j.labels[k]) for j in jobs if k in j.labels})
+        if v not in values:  # a typo would otherwise leave nothing to run, aggregate or check
+            raise UserError(f"--only {k}={v}: matches no job (valid values of {k}: {', '.join(values)})")
     return [j for j in jobs if all(str(j.labels.get(k)) == v for k, v in wanted)]
