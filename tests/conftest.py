@@ -7,6 +7,13 @@ import torch
 from artifact.config import load_preset
 
 
+def pytest_collection_modifyitems(items):
+    """Mark every test not marked slow as fast, so that `-m fast` and `-m "not slow"` are the same lane."""
+    for item in items:
+        if item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.fast)
+
+
 @pytest.fixture
 def smoke_preset():
     return load_preset("smoke")
