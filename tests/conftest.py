@@ -3,8 +3,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import settings
 
 from artifact.config import load_preset
+
+# Property tests (tests/test_properties.py): the fast lane runs the same 60 examples every time (derandomized:
+# a commit's verdict does not depend on luck); `pytest --hypothesis-profile=explore` searches for new failures.
+settings.register_profile("fast", max_examples=60, deadline=None, derandomize=True)
+settings.register_profile("explore", max_examples=3000, deadline=None)
+settings.load_profile("fast")
 
 
 def pytest_collection_modifyitems(items):

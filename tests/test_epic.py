@@ -1,5 +1,5 @@
-"""EPIC: facility location (optimum on a hand example, 1-D path = dense path), budgets, permanent removal,
-ELMF bookkeeping, preset consistency; end-to-end smoke runs of Tables 3/10/12 and Figure 1 (slow)."""
+"""EPIC: facility location (optimum on a hand example; 1-D path = dense path in test_properties.py), budgets,
+permanent removal, ELMF bookkeeping, preset consistency; end-to-end smoke runs of Tables 3/10/12 and Figure 1 (slow)."""
 
 import itertools
 import math
@@ -49,19 +49,6 @@ def test_greedy_is_optimal_for_one_medoid_and_within_the_bound_otherwise(path):
             best = max(_objective(sim, s) for s in itertools.combinations(range(9), k))
             got = _objective(sim, epic.medoids(g, k, path)[0])
             assert got == pytest.approx(best) if k == 1 else got >= (1 - 1 / math.e) * best
-
-
-def test_scalable_path_selects_exactly_what_the_dense_path_selects():
-    rng = np.random.default_rng(0)
-    for trial in range(60):
-        n = int(rng.integers(2, 150))
-        k = int(rng.integers(1, n + 1))
-        t = rng.beta(0.3, 0.3, n)  # mass near 0 and 1, like confident predictions
-        if trial % 3 == 0:
-            t = np.round(t, 2)  # many exact duplicates (saturated softmax)
-        dense, scalable = epic.medoids(_line(t), k, "dense"), epic.medoids(_line(t), k, "1d")
-        assert np.array_equal(dense[0], scalable[0]), trial
-        assert np.array_equal(dense[1], scalable[1]), trial
 
 
 def test_gradient_proxy_is_softmax_minus_onehot_without_bias():
