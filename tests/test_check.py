@@ -36,6 +36,7 @@ def _numbers(ours, paper, k=2.0, floor=1.0, **kw):
     ((57.5, 3.0), (50.0, 4.0), 1.0, 2.0, "FAIL"),
     ((60.0, math.nan), (50.0, 4.5), 2.0, 1.0, "PASS"),  # one seed: sd_ours 0, not NaN
     ((60.5, math.nan), (50.0, 4.5), 2.0, 1.0, "FAIL"),
+    ((51.0, math.nan), (50.0, 0.0), 2.0, 0.5, "FAIL"),  # ... so the floor alone is the tolerance
 ])
 def test_a_cell_passes_within_k_combined_stds_plus_the_floor(ours, paper, k, floor, status):
     (v,) = _numbers(ours, paper, k, floor)
@@ -51,15 +52,17 @@ def test_cell_detail_shows_both_sides_and_the_tolerance():
 
 
 def test_cells_without_results_are_missing_unless_filtered_or_na_in_the_paper():
-    expected = _expected({("standard", "wga"): (50.0, 1.0), ("ideal", "wga"): (60.0, 1.0),
-                          ("worst", "wga"): (math.nan, math.nan)})
+    expected = _expected({("worst", "wga"): (math.nan, math.nan), ("ideal", "wga"): (60.0, 1.0),
+                          ("standard", "wga"): (50.0, 1.0)})
     agg = pd.concat([_agg({("standard", "wga"): (50.0, 0.0)}), _agg({("ideal", "wga"): (math.nan, math.nan)}, n=0)])
-    statuses = [v.status for v in check.check_numbers(agg, expected, 2.0, 1.0)]
-    assert statuses == ["PASS", "MISSING", "SKIPPED"]
+    assert [v.line() for v in check.check_numbers(agg, expected, 2.0, 1.0)] == [
+        "SKIPPED worst wga: N/A in the paper",
+        "MISSING ideal wga: no result",
+        "PASS    standard wga: ours 50.0 ± 0.0, paper 50.0 ± 1.0, |Δ| 0.0 <= tol 3.0"]
     only_standard = _agg({("standard", "wga"): (50.0, 0.0)})
-    assert [v.status for v in check.check_numbers(only_standard, expected, 2.0, 1.0)] == ["PASS", "MISSING", "SKIPPED"]
-    assert [v.status for v in check.check_numbers(only_standard, expected, 2.0, 1.0, filtered=True)] == \
-        ["PASS", "SKIPPED", "SKIPPED"]
+    assert [v.status for v in check.check_numbers(only_standard, expected, 2.0, 1.0)] == ["SKIPPED", "MISSING", "PASS"]
+    assert [v.line() for v in check.check_numbers(only_standard, expected, 2.0, 1.0, filtered=True)][:2] == [
+        "SKIPPED worst wga: N/A in the paper", "SKIPPED ideal wga: not in the filtered grid (--only)"]
     # Filtered, a row that is in the grid but has no finished seed stays MISSING.
     assert [v.status for v in check.check_numbers(agg, expected, 2.0, 1.0, filtered=True)][1] == "MISSING"
 
@@ -109,11 +112,15 @@ def test_claims_repeat_per_block_and_go_missing_without_their_cells():
     unfinished = _agg({**CELLS, ("ideal", "asr"): (math.nan, math.nan)}).assign(
         n=lambda d: d["n"].where(d["case"] != "ideal", 0))
     (v,) = check.check_claims(unfinished, [_claim(">=", 5.0)], filtered=True)
-    assert v.status == "MISSING" and "cells for 't' not found" in v.detail  # in the grid, not finished
+    assert v.line() == "MISSING c []: cells for 't' not found"  # in the grid, not finished
+    partial = agg[(agg["attack"] == "sa") | (agg["case"] != "ideal")]  # dlbd's ideal row is gone, sa's is not
+    assert [v.line() for v in check.check_claims(partial, [claim])] == [
+        "MISSING c [attack=dlbd]: cells for 't' not found", "FAIL    c [attack=sa]: ASR standard − ASR ideal = 1.0 "
+                                                             "(needs >= 5.0)"]
+    assert [v.line() for v in check.check_claims(partial, [claim], filtered=True)][0] == \
+        "SKIPPED c [attack=dlbd]: its rows are not in the filtered grid (--only)"
     (v,) = check.check_claims(_agg({("standard", "asr"): (80.0, 0.0)}), [_claim(">=", 5.0)])
     assert v.status == "MISSING"
-    (v,) = check.check_claims(_agg({("standard", "asr"): (80.0, 0.0)}), [_claim(">=", 5.0)], filtered=True)
-    assert v.status == "SKIPPED"
 
 
 def test_a_claim_on_an_unknown_column_is_a_user_error():
@@ -127,11 +134,16 @@ def test_sanity_flags_missing_seeds_and_values_that_are_not_percentages():
     assert [v.line() for v in check.sanity(_agg(CELLS, n=2))][0] == "MISSING standard asr: 2/3 seeds finished"
     for bad in (math.inf, math.nan, 100.5, -100.5):
         (v,) = check.sanity(_agg({("standard", "wga"): (bad, 0.0)}))
-        assert v.status == "FAIL" and "is not a percentage" in v.detail
+        assert v.line() == f"FAIL    standard wga: value {bad} is not a percentage"
     for edge in (100.0, -100.0):
         assert check.sanity(_agg({("standard", "wga"): (edge, 0.0)}))[0].status == "PASS"
     na = _agg({("standard", "wga"): (math.nan, math.nan)}).assign(na=True)
     assert [v.status for v in check.sanity(na)] == ["PASS"]  # absent by design: not a failure
+    after_na = pd.concat([na, _agg({("ideal", "wga"): (101.0, 0.0)})])
+    assert [v.line() for v in check.sanity(after_na)] == ["FAIL    ideal wga: value 101.0 is not a percentage"]
+    # An aggregate without the `na` column (hand-made, or written before it existed) is checked in full.
+    without_na = _agg({("standard", "wga"): (101.0, 0.0)}).drop(columns="na")
+    assert [v.status for v in check.sanity(without_na)] == ["FAIL"]
 
 
 def test_load_expected_validates_claims(tmp_path):
