@@ -60,6 +60,14 @@ def test_gradient_proxy_is_softmax_minus_onehot_without_bias():
     assert g.sum(1) == pytest.approx([0, 0])
 
 
+def test_gradient_proxy_is_finite_for_saturated_logits_of_any_scale():
+    # Rows of very different scales: the softmax must be shifted row by row, by each row's own maximum.
+    h = np.array([[1000.0, 0.0], [0.0, 0.0], [-1000.0, 0.0]])
+    g = epic.gradient_proxy(h, np.eye(2), np.array([0, 1, 1]))
+    assert np.isfinite(g).all()
+    assert g.tolist() == [[0.0, 0.0], [0.5, -0.5], [0.0, 0.0]]
+
+
 def test_class_budgets_split_b_by_class_size():
     rng = np.random.default_rng(0)
     k = epic.class_budgets(np.array([3682, 1113]), 959, rng)
@@ -74,6 +82,20 @@ def test_isolated_drops_the_singleton_medoids_of_each_class():
     drop = epic.isolated(g, y, subset_size=4 / 9, threshold=1.0, rng=np.random.default_rng(0))
     assert drop[4] and drop[:4].sum() == 0
     assert drop[5:].sum() <= 1  # class 1's second medoid may sit alone inside its clump
+
+
+@pytest.mark.parametrize("subset, seed, budgets, dropped", [
+    (2 / 6, 0, [1, 1], [5]),  # one medoid for the clump and its outlier; class 1's lone point is its own cluster
+    (2 / 6, 3, [2, 0], [4]),  # two medoids: the outlier alone; class 1 gets no medoid and loses nothing
+    (1 / 6, 0, [0, 1], [5]),  # class 0 gets none: skipped, and class 1 is still selected
+])
+def test_isolated_follows_each_class_budget(subset, seed, budgets, dropped):
+    t = np.array([0.0, 0.01, 0.02, 0.03, 0.9, 0.5])
+    y = np.array([0, 0, 0, 0, 0, 1])
+    g = np.where(y[:, None] == 0, _line(-t), _line(t))
+    assert epic.class_budgets(np.bincount(y), int(subset * 6), np.random.default_rng(seed)).tolist() == budgets
+    drop = epic.isolated(g, y, subset_size=subset, threshold=1.0, rng=np.random.default_rng(seed))
+    assert drop.dtype == bool and np.flatnonzero(drop).tolist() == dropped
 
 
 def test_selection_schedule_follows_the_official_rule():

@@ -50,6 +50,16 @@ def test_1d_facility_location_equals_the_dense_one(case):
     assert len(set(dense[0].tolist())) == k
 
 
+@given(st.lists(st.integers(0, 500), min_size=1, max_size=6).filter(sum), st.data())
+def test_class_budgets_split_the_budget_exactly_near_the_class_shares(counts, data):
+    budget = data.draw(st.integers(0, sum(counts)), label="budget")
+    seed = data.draw(st.integers(0, 2**16), label="seed")
+    k = epic.class_budgets(np.array(counts), budget, np.random.default_rng(seed))
+    share = np.array(counts) / sum(counts) * budget
+    assert k.dtype == np.int64 and k.sum() == budget
+    assert np.all(k >= np.floor(share) - 1e-9) and np.all(k <= np.ceil(share) + 1e-9)  # hence 0 for an empty class
+
+
 # --- metrics: WGA is the worst group ------------------------------------------------------------------------
 
 
