@@ -60,6 +60,23 @@ def test_gradient_proxy_is_softmax_minus_onehot_without_bias():
     assert g.sum(1) == pytest.approx([0, 0])
 
 
+def test_auto_path_is_1d_for_two_classes_and_dense_otherwise(monkeypatch):
+    rng = np.random.default_rng(0)
+    g3 = epic.gradient_proxy(rng.normal(size=(12, 3)), np.eye(3), rng.integers(0, 3, 12))
+    order, cluster = epic.medoids(g3, 3, "auto")
+    assert order.tolist() == epic.medoids(g3, 3, "dense")[0].tolist() and cluster.max() == 2
+    with pytest.raises(ValueError, match="the 1-D path needs a 2-class gradient proxy"):
+        epic.medoids(g3, 3, "1d")
+
+    def no_dense(*a):
+        raise AssertionError("the dense kernel was built")
+
+    g2 = _line([0.0, 0.1, 0.9])
+    dense = epic.medoids(g2, 2, "dense")[0].tolist()
+    monkeypatch.setattr(epic, "similarity", no_dense)  # 2 classes: never the n x n kernel (CelebA: 77 GB)
+    assert epic.medoids(g2, 2, "auto")[0].tolist() == dense == [1, 2]  # ... while making the dense path's choice
+
+
 def test_gradient_proxy_is_finite_for_saturated_logits_of_any_scale():
     # Rows of very different scales: the softmax must be shifted row by row, by each row's own maximum.
     h = np.array([[1000.0, 0.0], [0.0, 0.0], [-1000.0, 0.0]])
