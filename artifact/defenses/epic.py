@@ -228,7 +228,8 @@ def isolated(g: np.ndarray, y: np.ndarray, subset_size: float, threshold: float,
         if len(members) == 0 or budgets[c] == 0:
             continue
         order, cluster = medoids(g[members], int(budgets[c]), path)
-        sizes = np.bincount(cluster)  # members per cluster, medoid included
+        sizes = np.bincount(cluster, minlength=len(order)).astype(np.float64)
+        sizes[sizes == 0] = 1
         drop[members] = sizes[cluster] <= threshold
         all_sizes.append(sizes)
         official_ids[c] = (members, cluster + c * int(budgets[c]))
