@@ -133,3 +133,50 @@ def test_a_job_listed_twice_runs_once_and_filters_compare_as_strings():
     jobs = expand(table, load_preset("tiny"))
     assert {j.labels["seed"] for j in filter_jobs(jobs, ["seed=1"])} == {1}  # labels are ints, --only strings
     assert filter_jobs(jobs, []) == jobs
+
+
+def test_by_dataset_merges_nested_sections_and_a_dotted_override_leaves_the_preset_alone():
+    paper = load_preset("paper")
+    jtt = {j.labels["dataset"]: j.cfg["method"]["params"] for j in expand(load_table("table2"), paper, 1)
+           if j.labels["method"] == "jtt" and j.labels["case"] == "standard" and j.labels["attack"] == "dlbd"}
+    wb, ca = jtt["waterbirds"]["id"], jtt["celeba"]["id"]
+    assert (ca["epochs"], ca["wd"]) == (1, 0.1) and ca["lr"] == wb["lr"] and ca["batch_size"] == wb["batch_size"]
+    table = load_table("table2")
+    blocks = ({**table.grid[0], "method.id.epochs": 77}, table.grid[0])  # the override must not leak to block 1
+    jobs = expand(table.__class__(**{**table.__dict__, "grid": blocks}), paper, 1)
+    epochs = {j.cfg["method"]["params"]["id"]["epochs"] for j in jobs}
+    assert 77 in epochs and paper.methods["jtt"]["id"]["epochs"] in epochs and len(epochs) == 2
+
+
+def test_preset_axis_mapping_keeps_unmapped_values_and_maps_lists():
+    preset, table = load_preset("tiny"), load_table("table2")
+    table = table.__class__(**{**table.__dict__, "grid": ({**table.grid[0], "method.upweight": [100, 150]},)})
+    mapped = preset.__class__(**{**preset.__dict__, "tables": {"table2": {"method.upweight": {100: 3}}}})
+    assert {j.cfg["method"]["params"]["upweight"] for j in expand(table, mapped, 1)} == {3, 150}
+
+
+def test_errors_name_every_valid_choice_and_the_grid_block(tmp_path):
+    import pytest
+
+    from artifact.errors import UserError
+
+    smoke = load_preset("smoke")
+    two = {"celeba": smoke.datasets["celeba"], "other": smoke.datasets["celeba"]}
+    with pytest.raises(UserError, match=r"dataset 'waterbirds' has no entry in the preset \(valid: celeba, other\)"):
+        expand(_table(tmp_path, "  - {method: jtt, dataset: waterbirds, attack: dlbd}\n"),
+               smoke.__class__(**{**smoke.__dict__, "datasets": two}))
+    attacks = {"sa": smoke.attacks["sa"], "gm": smoke.attacks["gm"]}
+    with pytest.raises(UserError, match=r"no entry for 'dlbd' in the preset \(valid: sa, gm\)"):
+        expand(_table(tmp_path, "  - {method: jtt, dataset: waterbirds, attack: dlbd}\n"),
+               smoke.__class__(**{**smoke.__dict__, "attacks": attacks}))
+    with pytest.raises(UserError, match=r"table99.yaml: grid\[0\]: method: unknown method 'jtx'"):
+        expand(_table(tmp_path, "  - {method: jtx, dataset: waterbirds, attack: dlbd}\n"), smoke)
+    with pytest.raises(UserError, match=r"table99.yaml: grid\[0\]: attack: unknown attack 'dlbx'"):
+        expand(_table(tmp_path, "  - {method: jtt, dataset: waterbirds, attack: dlbx}\n"), smoke)
+    with pytest.raises(UserError, match=r"grid\[0\]: method.idd: unknown key"):  # a new section is a config error
+        expand(_table(tmp_path, "  - {method: jtt, dataset: waterbirds, attack: dlbd, method.idd.epochs: 1}\n"), smoke)
+    jobs = expand(load_table("table2"), smoke)
+    with pytest.raises(UserError, match=r"--only attack=dl=bd: matches no job \(valid values of attack: dlbd, gm, sa\)"):
+        filter_jobs(jobs, ["attack=dl=bd"])
+    with pytest.raises(UserError, match=r"--only colour=\.\.\.: unknown key \(valid: attack, case, dataset, method, seed\)"):
+        filter_jobs(jobs, ["colour=red"])
