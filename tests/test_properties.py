@@ -42,6 +42,7 @@ def proxies(draw):
 # earlier medoid (0); the 1-D assignment once looked only at the neighbours on either side of each point.
 @example(([0.0, 0.0, 0.0, 0.0, -1.7732352768217766e-66], 5))
 @example(([0.0] * 5 + [i * 1e-14 for i in range(1, 36)], 40))  # 36 medoids tied at similarity 1
+@example(([0.0, 0.0, 0.0, -0.1, -0.2, -0.25], 3))  # explore found it: the lowest value is the left medoid
 def test_1d_facility_location_equals_the_dense_one(case):
     t, k = case
     t = np.asarray(t, dtype=np.float64)
