@@ -64,8 +64,8 @@ EOF
     (cd "$work" && "$mutmut" results --all true > "$work/results.txt" 2>&1 && "$mutmut" export-cicd-stats >/dev/null \
         && cp mutants/mutmut-cicd-stats.json "$out/$name.json")
     # Recheck every mutant mutmut did not kill with a plain pytest run of the module's tests (the mutant chosen
-    # by MUTANT_UNDER_TEST, as mutmut's trampolines read it): mutmut's forked workers have reported
-    # survivors that this run kills (seen with hypothesis tests), so only a mutant that survives both counts.
+    # by MUTANT_UNDER_TEST, as mutmut's trampolines read it), so that only a mutant that survives both is
+    # listed (mutmut once showed a mutant as survived that a plain run of a hypothesis property kills).
     # A timeout (a mutant that loops) counts as detected, as in mutmut.
     recheck() {  # shellcheck disable=SC2086
         (cd "$work/mutants" && MUTANT_UNDER_TEST="$1" timeout 600 nice -n 19 "$venv/bin/python" -m pytest -x -q \
