@@ -5,8 +5,24 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from hypothesis import HealthCheck, settings
 
 from artifact.config import load_preset
+
+# Property tests (tests/test_properties.py): the fast lane runs the same 60 examples every time (derandomized:
+# a commit's verdict does not depend on luck); `pytest --hypothesis-profile=explore` searches for new failures.
+# No time limits: the machine is shared, and a slow example is not a wrong one.
+settings.register_profile("fast", max_examples=60, deadline=None, derandomize=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("explore", max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("fast")
+
+
+def pytest_collection_modifyitems(items):
+    """Mark every test not marked slow as fast, so that `-m fast` and `-m "not slow"` are the same lane."""
+    for item in items:
+        if item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.fast)
 
 
 @pytest.fixture

@@ -31,8 +31,13 @@ TINY = ["--size", "32", "--n", "16", "--arch", "smallcnn", "--steps", "1", "--re
 def test_throughput_reports_both_ratios(tmp_path, capsys):
     r = _load("throughput").main([*TINY, "--no-memory", "--write-table", str(tmp_path / "t.json")])
     assert {"ours_train", "naive_train", "ours_data", "naive_data", "ours_eval"} <= set(r["img_s"])
-    assert r["ratio_train"] > 0 and r["ratio_data"] > 0
-    assert "ratio ours/naive" in capsys.readouterr().out
+    rate = r["img_s"]
+    for path in ("train", "data"):  # each ratio is ours over naive of the same measurement, as printed
+        assert r[f"ratio_{path}"] == pytest.approx(rate[f"ours_{path}"] / rate[f"naive_{path}"], rel=0.01, abs=0.01)
+        assert len(r["times_s"][f"ours_{path}"]) == len(r["times_s"][f"naive_{path}"]) == 1  # --repeats 1
+    out = capsys.readouterr().out
+    assert f"ratio ours/naive {r['ratio_train']}x" in " ".join(out.split())
+    assert f"{r['ratio_data']}x" in out
     assert (tmp_path / "t.json").read_text().count("smallcnn@32@cpu") == 1
 
 

@@ -52,6 +52,7 @@ def _run(split, checkpoint=None, kill_at=None):
     return model.state_dict(), out, loss.log_q, hook.dropped
 
 
+@pytest.mark.slow  # about 20 s per kill point on 2 cores: three trainings each
 @pytest.mark.parametrize("kill_at", [1, 3, 4])
 def test_a_killed_run_resumes_to_the_same_numbers(tmp_path, kill_at, toy_split):
     split = toy_split()

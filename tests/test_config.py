@@ -75,6 +75,8 @@ def test_bad_override_value_names_table_and_key(smoke_preset):
         (["check"], "error: check needs a target"),
         (["table2", "--only", "case"], "error: --only 'case': expected key=value"),
         (["table2", "--only", "colour=red"], "error: --only colour=...: unknown key"),
+        (["table2", "--only", "method=jjt"],
+         "error: --only method=jjt: no job has method 'jjt' (valid: jtt, george)"),
     ],
 )
 def test_cli_errors_are_one_line(run_cli, argv, message):

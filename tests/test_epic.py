@@ -1,5 +1,5 @@
-"""EPIC: facility location (optimum on a hand example, 1-D path = dense path), budgets, permanent removal,
-ELMF bookkeeping, preset consistency; end-to-end smoke runs of Tables 3/10/12 and Figure 1 (slow)."""
+"""EPIC: facility location (optimum on a hand example; 1-D path = dense path in test_properties.py), budgets,
+permanent removal, ELMF bookkeeping, preset consistency; end-to-end smoke runs of Tables 3/10/12 and Figure 1 (slow)."""
 
 import itertools
 import math
@@ -51,19 +51,6 @@ def test_greedy_is_optimal_for_one_medoid_and_within_the_bound_otherwise(path):
             assert got == pytest.approx(best) if k == 1 else got >= (1 - 1 / math.e) * best
 
 
-def test_scalable_path_selects_exactly_what_the_dense_path_selects():
-    rng = np.random.default_rng(0)
-    for trial in range(60):
-        n = int(rng.integers(2, 150))
-        k = int(rng.integers(1, n + 1))
-        t = rng.beta(0.3, 0.3, n)  # mass near 0 and 1, like confident predictions
-        if trial % 3 == 0:
-            t = np.round(t, 2)  # many exact duplicates (saturated softmax)
-        dense, scalable = epic.medoids(_line(t), k, "dense"), epic.medoids(_line(t), k, "1d")
-        assert np.array_equal(dense[0], scalable[0]), trial
-        assert np.array_equal(dense[1], scalable[1]), trial
-
-
 def test_gradient_proxy_is_softmax_minus_onehot_without_bias():
     h = np.array([[1.0, 0.0], [0.0, 2.0]])
     w = np.array([[1.0, 0.0], [0.0, 1.0]])
@@ -71,6 +58,31 @@ def test_gradient_proxy_is_softmax_minus_onehot_without_bias():
     p0 = 1 / (1 + math.exp(-1))
     assert g[0] == pytest.approx([p0 - 1, 1 - p0])
     assert g.sum(1) == pytest.approx([0, 0])
+
+
+def test_auto_path_is_1d_for_two_classes_and_dense_otherwise(monkeypatch):
+    rng = np.random.default_rng(0)
+    g3 = epic.gradient_proxy(rng.normal(size=(12, 3)), np.eye(3), rng.integers(0, 3, 12))
+    order, cluster = epic.medoids(g3, 3, "auto")
+    assert order.tolist() == epic.medoids(g3, 3, "dense")[0].tolist() and cluster.max() == 2
+    with pytest.raises(ValueError, match="the 1-D path needs a 2-class gradient proxy"):
+        epic.medoids(g3, 3, "1d")
+
+    def no_dense(*a):
+        raise AssertionError("the dense kernel was built")
+
+    g2 = _line([0.0, 0.1, 0.9])
+    dense = epic.medoids(g2, 2, "dense")[0].tolist()
+    monkeypatch.setattr(epic, "similarity", no_dense)  # 2 classes: never the n x n kernel (CelebA: 77 GB)
+    assert epic.medoids(g2, 2, "auto")[0].tolist() == dense == [1, 2]  # ... while making the dense path's choice
+
+
+def test_gradient_proxy_is_finite_for_saturated_logits_of_any_scale():
+    # Rows of very different scales: the softmax must be shifted row by row, by each row's own maximum.
+    h = np.array([[1000.0, 0.0], [0.0, 0.0], [-1000.0, 0.0]])
+    g = epic.gradient_proxy(h, np.eye(2), np.array([0, 1, 1]))
+    assert np.isfinite(g).all()
+    assert g.tolist() == [[0.0, 0.0], [0.5, -0.5], [0.0, 0.0]]
 
 
 def test_class_budgets_split_b_by_class_size():
@@ -87,6 +99,20 @@ def test_isolated_drops_the_singleton_medoids_of_each_class():
     drop = epic.isolated(g, y, subset_size=4 / 9, threshold=1.0, rng=np.random.default_rng(0))
     assert drop[4] and drop[:4].sum() == 0
     assert drop[5:].sum() <= 1  # class 1's second medoid may sit alone inside its clump
+
+
+@pytest.mark.parametrize("subset, seed, budgets, dropped", [
+    (2 / 6, 0, [1, 1], [5]),  # one medoid for the clump and its outlier; class 1's lone point is its own cluster
+    (2 / 6, 3, [2, 0], [4]),  # two medoids: the outlier alone; class 1 gets no medoid and loses nothing
+    (1 / 6, 0, [0, 1], [5]),  # class 0 gets none: skipped, and class 1 is still selected
+])
+def test_isolated_follows_each_class_budget(subset, seed, budgets, dropped):
+    t = np.array([0.0, 0.01, 0.02, 0.03, 0.9, 0.5])
+    y = np.array([0, 0, 0, 0, 0, 1])
+    g = np.where(y[:, None] == 0, _line(-t), _line(t))
+    assert epic.class_budgets(np.bincount(y), int(subset * 6), np.random.default_rng(seed)).tolist() == budgets
+    drop = epic.isolated(g, y, subset_size=subset, threshold=1.0, rng=np.random.default_rng(seed))
+    assert drop.dtype == bool and np.flatnonzero(drop).tolist() == dropped
 
 
 def test_selection_schedule_follows_the_official_rule():

@@ -103,7 +103,7 @@ def test_smoke_runs_table2_then_table1(tmp_path):
     for target in ("table2", "table1"):
         out = subprocess.run([sys.executable, "-m", "artifact", target, "--preset", "smoke", "--results", str(tmp_path)],
                              capture_output=True, text=True, timeout=1200)
-        assert "Checker:" in out.stdout, out.stderr[-2000:]
-        problems = [line for line in out.stdout.splitlines() if line.strip().startswith(("FAIL", "MISSING"))]
-        # JTT x CelebA has no LRG-2 (the paper's N/A): the only cell allowed to be empty.
-        assert all("celeba" in p and "idnf.lrg2" in p for p in problems), problems
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+        assert "-> SANE" in out.stdout  # complete and finite, including JTT x CelebA's LRG-2 shown as n/a
+    n = int(out.stderr.split("table1: ")[1].split(" jobs")[0])
+    assert f"({n} already done)" in out.stderr, out.stderr[-2000:]

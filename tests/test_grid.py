@@ -64,3 +64,119 @@ def test_every_target_expands_under_every_preset():
         for name in table_names():
             jobs = expand(load_table(name), preset)
             assert jobs and all(j.labels["seed"] < preset.seeds for j in jobs), (preset_name, name)
+
+
+def test_targets_are_listed_tables_first_in_numeric_order():
+    from artifact.grid import table_names
+
+    names = table_names()
+    assert names[:3] == ["table1", "table2", "table3"] and names.index("table9") < names.index("table10")
+    tables = [n for n in names if n.startswith("table")]
+    assert names[: len(tables)] == tables and "figure1" in names[len(tables):]  # the paper's tables, then the rest
+
+
+def _table(tmp_path, grid: str, name: str = "table99"):
+    (tmp_path / f"{name}.yaml").write_text(f"title: t\ndescription: d\nrows: [method]\nmetrics: [wga]\ngrid:\n{grid}")
+    return load_table(name, tmp_path)
+
+
+def test_grid_blocks_must_be_mappings_with_the_core_axes(tmp_path):
+    import pytest
+
+    from artifact.errors import UserError
+
+    with pytest.raises(UserError, match=r"table99.yaml.grid\[0\]: expected dict, got 'jtt'"):  # caught by build()
+        _table(tmp_path, "  - jtt\n")
+    with pytest.raises(UserError, match=r"table99.yaml: grid\[1\].attack: required axis missing"):
+        _table(tmp_path, "  - {method: jtt, dataset: waterbirds, attack: dlbd}\n  - {method: jtt, dataset: waterbirds}\n")
+    table = _table(tmp_path, "  - {method: jtt, dataset: waterbirds, attack: dlbd, model.width: 8}\n")  # case optional
+    jobs = expand(table, load_preset("smoke"))
+    assert {j.labels["case"] for j in jobs} == {"standard"} and {j.cfg["model"]["width"] for j in jobs} == {8}
+
+
+def test_resolve_names_the_missing_preset_entry_or_case(tmp_path):
+    import pytest
+
+    from artifact.errors import UserError
+
+    smoke = load_preset("smoke")
+    bad_case = _table(tmp_path, "  - {method: jtt, dataset: waterbirds, attack: dlbd, case: best}\n")
+    with pytest.raises(UserError, match=r"grid\[0\]: method 'jtt' has no case 'best' \(valid: worst, standard, ideal\)"):
+        expand(bad_case, smoke)
+    no_dataset = smoke.__class__(**{**smoke.__dict__, "datasets": {"celeba": smoke.datasets["celeba"]}})
+    with pytest.raises(UserError, match=r"grid\[0\]: dataset 'waterbirds' has no entry in the preset \(valid: celeba\)"):
+        expand(_table(tmp_path, "  - {method: jtt, dataset: waterbirds, attack: dlbd}\n"), no_dataset)
+    no_attack = smoke.__class__(**{**smoke.__dict__, "attacks": {"sa": smoke.attacks["sa"]}})
+    with pytest.raises(UserError, match=r"grid\[0\]: no entry for 'dlbd' in the preset \(valid: sa\)"):
+        expand(_table(tmp_path, "  - {method: jtt, dataset: waterbirds, attack: dlbd}\n"), no_attack)
+    with pytest.raises(UserError, match=r"grid\[0\].method.upweight.x: cannot set upweight.x: upweight is not a section"):
+        expand(_table(tmp_path, "  - {method: jtt, dataset: waterbirds, attack: dlbd, method.upweight.x: 1}\n"), smoke)
+
+
+def test_by_dataset_settings_override_the_section_and_no_attack_has_no_params():
+    jobs = expand(load_table("table9"), load_preset("smoke"), seeds=1)
+    assert jobs and all(j.cfg["attack"] == {"name": "none", "params": {}} for j in jobs)
+    preset = load_preset("tiny")
+    section = {"jtt": {"upweight": 5, "by_dataset": {"celeba": {"upweight": 50}}}}
+    tuned = preset.__class__(**{**preset.__dict__, "methods": {**preset.methods, **{
+        "jtt": {**preset.methods["jtt"], **section["jtt"]}}}})
+    ups = {j.labels["dataset"]: j.cfg["method"]["params"]["upweight"] for j in expand(load_table("table2"), tuned, 1)
+           if j.labels["method"] == "jtt"}
+    assert ups == {"waterbirds": 5, "celeba": 50}
+
+
+def test_a_job_listed_twice_runs_once_and_filters_compare_as_strings():
+    table = load_table("table2")
+    twice = table.__class__(**{**table.__dict__, "grid": (table.grid[0], table.grid[0])})
+    assert [j.id for j in expand(twice, load_preset("smoke"))] == [j.id for j in expand(
+        table.__class__(**{**table.__dict__, "grid": (table.grid[0],)}), load_preset("smoke"))]
+    jobs = expand(table, load_preset("tiny"))
+    assert {j.labels["seed"] for j in filter_jobs(jobs, ["seed=1"])} == {1}  # labels are ints, --only strings
+    assert filter_jobs(jobs, []) == jobs
+
+
+def test_by_dataset_merges_nested_sections_and_a_dotted_override_leaves_the_preset_alone():
+    paper = load_preset("paper")
+    jtt = {j.labels["dataset"]: j.cfg["method"]["params"] for j in expand(load_table("table2"), paper, 1)
+           if j.labels["method"] == "jtt" and j.labels["case"] == "standard" and j.labels["attack"] == "dlbd"}
+    wb, ca = jtt["waterbirds"]["id"], jtt["celeba"]["id"]
+    assert (ca["epochs"], ca["wd"]) == (1, 0.1) and ca["lr"] == wb["lr"] and ca["batch_size"] == wb["batch_size"]
+    table = load_table("table2")
+    blocks = ({**table.grid[0], "method.id.epochs": 77}, table.grid[0])  # the override must not leak to block 1
+    jobs = expand(table.__class__(**{**table.__dict__, "grid": blocks}), paper, 1)
+    epochs = {j.cfg["method"]["params"]["id"]["epochs"] for j in jobs}
+    assert 77 in epochs and paper.methods["jtt"]["id"]["epochs"] in epochs and len(epochs) == 2
+
+
+def test_preset_axis_mapping_keeps_unmapped_values_and_maps_lists():
+    preset, table = load_preset("tiny"), load_table("table2")
+    table = table.__class__(**{**table.__dict__, "grid": ({**table.grid[0], "method.upweight": [100, 150]},)})
+    mapped = preset.__class__(**{**preset.__dict__, "tables": {"table2": {"method.upweight": {100: 3}}}})
+    assert {j.cfg["method"]["params"]["upweight"] for j in expand(table, mapped, 1)} == {3, 150}
+
+
+def test_errors_name_every_valid_choice_and_the_grid_block(tmp_path):
+    import pytest
+
+    from artifact.errors import UserError
+
+    smoke = load_preset("smoke")
+    two = {"celeba": smoke.datasets["celeba"], "other": smoke.datasets["celeba"]}
+    with pytest.raises(UserError, match=r"dataset 'waterbirds' has no entry in the preset \(valid: celeba, other\)"):
+        expand(_table(tmp_path, "  - {method: jtt, dataset: waterbirds, attack: dlbd}\n"),
+               smoke.__class__(**{**smoke.__dict__, "datasets": two}))
+    attacks = {"sa": smoke.attacks["sa"], "gm": smoke.attacks["gm"]}
+    with pytest.raises(UserError, match=r"no entry for 'dlbd' in the preset \(valid: sa, gm\)"):
+        expand(_table(tmp_path, "  - {method: jtt, dataset: waterbirds, attack: dlbd}\n"),
+               smoke.__class__(**{**smoke.__dict__, "attacks": attacks}))
+    with pytest.raises(UserError, match=r"table99.yaml: grid\[0\]: method: unknown method 'jtx'"):
+        expand(_table(tmp_path, "  - {method: jtx, dataset: waterbirds, attack: dlbd}\n"), smoke)
+    with pytest.raises(UserError, match=r"table99.yaml: grid\[0\]: attack: unknown attack 'dlbx'"):
+        expand(_table(tmp_path, "  - {method: jtt, dataset: waterbirds, attack: dlbx}\n"), smoke)
+    with pytest.raises(UserError, match=r"grid\[0\]: method.idd: unknown key"):  # a new section is a config error
+        expand(_table(tmp_path, "  - {method: jtt, dataset: waterbirds, attack: dlbd, method.idd.epochs: 1}\n"), smoke)
+    jobs = expand(load_table("table2"), smoke)
+    with pytest.raises(UserError, match=r"--only attack=dl=bd: no job has attack 'dl=bd' \(valid: dlbd, sa, gm\)"):
+        filter_jobs(jobs, ["attack=dl=bd"])
+    with pytest.raises(UserError, match=r"--only colour=\.\.\.: unknown key \(valid: attack, case, dataset, method, seed\)"):
+        filter_jobs(jobs, ["colour=red"])

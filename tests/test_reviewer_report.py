@@ -192,6 +192,7 @@ def _render(chromium, path: Path, shot: Path) -> _Elements:
     return dom
 
 
+@pytest.mark.slow  # a headless chromium: seconds, and end to end
 def test_browser_renders_the_failed_cell(golden_env, chromium, run_cli, tmp_path):
     store, write = golden_env
     write(_ideal_backdoored)

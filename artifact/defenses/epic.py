@@ -15,8 +15,8 @@ exact greedy (ties: larger gain, then the higher index; nearest medoid, then the
 argmax), as the dense path; without exact ties both make submodlib's choices (the official
 solver, tests/test_epic_official.py); where gains tie in exact arithmetic (saturated duplicates, symmetric
 candidates) submodlib's float32 kernel picks by rounding noise and the paths here by index, an equally
-good selection. Gains and similarities are compared after rounding, for the same reason. CelebA's
-138k-point class would need a 77 GB dense kernel.
+good selection. Gains and similarities are compared after rounding, for the same reason; that the two
+paths agree is tests/test_properties.py's property. CelebA's 138k-point class would need a 77 GB dense kernel.
 """
 
 from __future__ import annotations
@@ -140,18 +140,54 @@ def facility_location_1d(t: np.ndarray, k: int, scale: float) -> np.ndarray:
 
 
 def assign_1d(t: np.ndarray, order: np.ndarray, scale: float) -> np.ndarray:
-    """Position in `order` of each point's most similar medoid in 1-D (ties: the earlier medoid)."""
+    """Position in `order` of each point's most similar medoid in 1-D (ties: the earlier medoid).
+
+    Similarities are compared rounded, so more medoids than the two neighbours of a point can tie with the
+    nearest one (medoid values closer together than the rounding). Similarity falls with distance, so the
+    tied medoids are a window of the sorted medoid values, bounded by bisection; the earliest medoid of
+    the window is a range minimum.
+    """
     vals, rank = t[order], np.arange(len(order))
     srt = np.lexsort((rank, vals))
     keep = np.concatenate([[True], vals[srt][1:] != vals[srt][:-1]])  # earliest medoid of each value
     mv, mr = vals[srt][keep], rank[srt][keep]
-    pos = np.searchsorted(mv, t, side="left")
-    right = np.minimum(pos, len(mv) - 1)
-    left = np.maximum(pos - 1, 0)
-    sr = np.where(pos < len(mv), np.round(np.exp(-scale * (mv[right] - t)), SIM_DECIMALS), -1.0)
-    sl = np.where(pos > 0, np.round(np.exp(-scale * (t - mv[left])), SIM_DECIMALS), -1.0)
-    pick_right = (sr > sl) | ((sr == sl) & (mr[right] < mr[left]))
-    return np.where(pick_right, mr[right], mr[left])
+    m = len(mv)
+
+    def sim(j):  # each point's rounded similarity to the medoid value mv[j[i]]
+        return np.round(np.exp(-scale * np.abs(mv[j] - t)), SIM_DECIMALS)
+
+    pos = np.searchsorted(mv, t, side="left")  # mv[pos - 1] < t <= mv[pos]
+    sl = np.where(pos > 0, sim(np.maximum(pos - 1, 0)), -1.0)
+    sr = np.where(pos < m, sim(np.minimum(pos, m - 1)), -1.0)
+    best = np.maximum(sl, sr)
+    # Left of t: the first index in [0, pos - 1] still tied (a suffix of it is); right: the last in [pos, m - 1].
+    lo, hi = np.zeros_like(pos), np.where(sl == best, pos - 1, 0)
+    while np.any(lo < hi):
+        mid = (lo + hi) // 2
+        tied = sim(mid) == best
+        lo, hi = np.where(tied | (lo >= hi), lo, mid + 1), np.where(tied & (lo < hi), mid, hi)
+    first = np.where(sl == best, lo, pos)
+    lo, hi = np.where(sr == best, pos, m - 1), np.full_like(pos, m - 1)
+    while np.any(lo < hi):
+        mid = (lo + hi + 1) // 2
+        tied = sim(mid) == best
+        lo, hi = np.where(tied & (lo < hi), mid, lo), np.where(tied | (lo >= hi), hi, mid - 1)
+    last = np.where(sr == best, lo, pos - 1)
+    return _range_min(mr, first, last)
+
+
+def _range_min(a: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """min(a[lo[i] : hi[i] + 1]) for every i (a sparse table: O(len(a) log len(a)) memory)."""
+    table = [a]
+    while 2 ** len(table) <= len(a):
+        prev, half = table[-1], 2 ** (len(table) - 1)
+        table.append(np.minimum(prev[:-half], prev[half:]))
+    level = np.floor(np.log2(hi - lo + 1)).astype(np.int64)
+    out = np.empty(len(lo), dtype=a.dtype)
+    for k in np.unique(level):
+        i = level == k
+        out[i] = np.minimum(table[k][lo[i]], table[k][hi[i] - 2**k + 1])
+    return out
 
 
 def medoids(g: np.ndarray, k: int, path: str = "auto") -> tuple[np.ndarray, np.ndarray]:
