@@ -7,6 +7,7 @@ pixel space (docs/deviations.md, GM).
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import torch
@@ -104,9 +105,14 @@ def check_weights(arch: str) -> Path:
     path, name = weight_path(arch), WEIGHT_FILES[arch]
     url = f"https://download.pytorch.org/models/{name}"
     if not path.is_file():
-        raise UserError(f"pretrained {arch} weights not found at {path}; download {url} there "
-                        "(the Docker image has them), or set model.pretrained: false / use --preset tiny "
-                        "(--preset preflight: or --allow-random-init)")
+        if os.environ.get("OILWATER_IN_IMAGE") == "1":  # an image built with OILWATER_WEIGHTS=skip
+            how = (f"this image was built without them (OILWATER_WEIGHTS=skip): mount a folder holding {name} "
+                   f"there (docker run -v /path/to/checkpoints:{path.parent}:ro ...) or rebuild the image "
+                   "without --build-arg OILWATER_WEIGHTS=skip")
+        else:
+            how = f"download {url} there (the Docker image has them)"
+        raise UserError(f"pretrained {arch} weights not found at {path}; {how}, or set model.pretrained: false / "
+                        "use --preset tiny (--preset preflight: or --allow-random-init)")
     if not sha256_matches(path):
         raise UserError(f"pretrained {arch} weights at {path} are corrupt (their sha256 does not start with "
                         f"{sha256_prefix(name)}, as the file name says); delete the file and "

@@ -1,5 +1,6 @@
 """The container: hadolint, drift between Dockerfile / lock / pyproject, the documented docker commands,
-and the pure parts of artifact/gpu.py. No Docker engine needed; everything here runs in about a second.
+CI's container script, the image's missing-weights message and the pure parts of artifact/gpu.py. No
+container engine needed (CI builds and runs the image in tests/container/build-and-smoke.sh).
 
 The drift and docs checks are plain functions of file texts, so each is also tested on mutated copies
 of the real files: a pin changed on one side only must be caught.
@@ -27,10 +28,9 @@ from artifact import gpu
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = "oilwater"
-MOUNTS = {"/data", "/results"}
-# ARG <X>_VERSION values that are not Python packages of the lock, so there is nothing to compare:
-# uv only downloads the interpreter; the Ubuntu release is the base image's (CUDA is checked apart).
-NOT_IN_LOCK = {"UV", "UBUNTU"}
+# /opt/torch/hub/checkpoints: the ImageNet weights, for an image built with OILWATER_WEIGHTS=skip.
+MOUNTS = {"/data", "/results", "/opt/torch/hub/checkpoints"}
+CI_SCRIPT = "tests/container/build-and-smoke.sh"
 
 
 def read(rel: str) -> str:
@@ -106,11 +106,20 @@ def final_base(dockerfile: str) -> str:
     return resolve(image, dockerfile_args(dockerfile))
 
 
-def cuda_of_base(image: str) -> str | None:
-    """'nvidia/cuda:13.0.2-runtime-ubuntu24.04' -> '13.0'; None for anything that is not an nvidia/cuda tag."""
-    m = re.fullmatch(r"(?:[\w.:-]+/)?nvidia/cuda:(\d+)\.(\d+)(?:\.\d+)?-(?:cudnn\d*-)?(?:base|runtime|devel)-"
-                     r"[\w.]+(?:@sha256:[0-9a-f]{64})?", image)
-    return f"{m.group(1)}.{m.group(2)}" if m else None
+def dockerfile_env(dockerfile: str) -> dict[str, str]:
+    """ENV name -> value (KEY=VALUE form), the last setting winning."""
+    env = {}
+    for keyword, rest in instructions(dockerfile):
+        if keyword == "ENV":
+            env.update(item.split("=", 1) for item in shlex.split(rest) if "=" in item)
+    return env
+
+
+def python_of_base(image: str) -> str | None:
+    """'python:3.11-slim-bookworm' -> '3.11' (the official Python images); None for any other image."""
+    m = re.fullmatch(r"(?:(?:[\w.:-]+/)?library/)?python:(\d+\.\d+)(?:\.\d+)?(?:-[\w.-]+)?(?:@sha256:[0-9a-f]{64})?",
+                     image)
+    return m.group(1) if m else None
 
 
 def cuda_of_lock(pins: dict[str, str]) -> str | None:
@@ -119,10 +128,6 @@ def cuda_of_lock(pins: dict[str, str]) -> str | None:
         if re.fullmatch(r"nvidia-cuda-runtime(-cu\d+)?", name):
             return ".".join(version.split(".")[:2])
     return None
-
-
-def major_minor(version: str) -> str:
-    return ".".join(version.split(".")[:2])
 
 
 def weight_files(models_py: str) -> list[str]:
@@ -174,37 +179,45 @@ def drift_problems(dockerfile: str, lock: str, pyproject: str, models_py: str | 
     if install_sh is not None and not ("requirements.lock" in install_sh and "--no-deps" in install_sh):
         problems.append("scripts/install.sh does not install requirements.lock with --no-deps")
 
-    # CUDA: the base image's major.minor is the wheels'.
+    # GPUs: the wheels bring CUDA; the NVIDIA Container Toolkit needs the variables that make it mount the
+    # driver, and NVIDIA_REQUIRE_CUDA must name the wheels' CUDA major.minor (it refuses older drivers).
+    env = dockerfile_env(dockerfile)
     lock_cuda = cuda_of_lock(pins)
-    base = final_base(dockerfile)
-    base_cuda = cuda_of_base(base)
     if lock_cuda is None:
         problems.append("requirements.lock pins no nvidia-cuda-runtime wheel")
-    if base_cuda is None:
-        problems.append(f"the final base image {base!r} is not an nvidia/cuda tag")
-    elif lock_cuda and base_cuda != lock_cuda:
-        problems.append(f"base image {base} is CUDA {base_cuda}, the lock's wheels are CUDA {lock_cuda}")
+    required = re.fullmatch(r"cuda>=(\d+\.\d+)", env.get("NVIDIA_REQUIRE_CUDA", ""))
+    if not required:
+        problems.append("the Dockerfile sets no ENV NVIDIA_REQUIRE_CUDA=cuda>=X.Y")
+    elif lock_cuda and required.group(1) != lock_cuda:
+        problems.append(f"NVIDIA_REQUIRE_CUDA is cuda>={required.group(1)}, the lock's wheels are CUDA {lock_cuda}")
+    if not env.get("NVIDIA_VISIBLE_DEVICES"):
+        problems.append("the Dockerfile sets no ENV NVIDIA_VISIBLE_DEVICES (the toolkit mounts no GPU)")
+    if "compute" not in env.get("NVIDIA_DRIVER_CAPABILITIES", "").split(","):
+        problems.append("ENV NVIDIA_DRIVER_CAPABILITIES lacks compute (no CUDA driver library in the container)")
+
+    # Python: the default base provides it, and the venv is made with that interpreter.
+    requires_python = SpecifierSet(tomllib.loads(pyproject)["project"].get("requires-python", ""))
+    code = "\n".join(rest for _, rest in steps)
+    base = final_base(dockerfile)
+    base_python = python_of_base(base)
+    venv = re.search(r"\bpython(\d+\.\d+) -m venv\b", code)
+    if base_python is None:
+        problems.append(f"the default base image {base!r} is not a python:X.Y image")
+    elif base_python not in requires_python:
+        problems.append(f"the default base is Python {base_python}, outside requires-python {requires_python}")
+    if venv is None:
+        problems.append("the Dockerfile makes no venv with a versioned interpreter (python3.X -m venv)")
+    elif base_python and venv.group(1) != base_python:
+        problems.append(f"the venv is made with python{venv.group(1)}, the base provides Python {base_python}")
 
     # Versions the Dockerfile states itself.
-    requires_python = tomllib.loads(pyproject)["project"].get("requires-python", "")
     for name, value in args.items():
-        if not name.endswith("_VERSION") or not value:
-            continue
-        stem = name[: -len("_VERSION")]
-        value = resolve(value, args)
-        if stem == "CUDA":
-            if lock_cuda and major_minor(value) != lock_cuda:
-                problems.append(f"ARG CUDA_VERSION={value} is not CUDA {lock_cuda} of the lock")
-        elif stem == "PYTHON":
-            if requires_python and value not in SpecifierSet(requires_python):
-                problems.append(f"ARG PYTHON_VERSION={value} does not satisfy requires-python {requires_python!r}")
-        elif norm(stem) in pins:
-            if value != pins[norm(stem)]:
+        if name.endswith("_VERSION") and value:
+            stem, value = name[: -len("_VERSION")], resolve(value, args)
+            if norm(stem) not in pins:
+                problems.append(f"ARG {name}={value}: no counterpart in requirements.lock")
+            elif value != pins[norm(stem)]:
                 problems.append(f"ARG {name}={value} but requirements.lock pins {pins[norm(stem)]}")
-        elif stem not in NOT_IN_LOCK:
-            problems.append(f"ARG {name}={value}: no counterpart in requirements.lock (map it, or add it to "
-                            "NOT_IN_LOCK with a reason)")
-    code = "\n".join(rest for _, rest in steps)
     for name, version in re.findall(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([\w.+!-]+)", code):
         if norm(name) in pins and pins[norm(name)] != version:
             problems.append(f"the Dockerfile states {name}=={version}, the lock {pins[norm(name)]}")
@@ -248,24 +261,31 @@ def _mutated(**edits) -> list[str]:
     return drift_problems(**texts)
 
 
+WEIGHTS_ARG = "ARG OILWATER_WEIGHTS="  # where the mutations below insert an ARG
+
+
 def test_drift_caught_when_a_pin_changes_on_one_side():
     pins = parse_lock(read("requirements.lock"))
     torch, vision, cudart = pins["torch"], pins["torchvision"], pins["nvidia-cuda-runtime"]
-    args = dockerfile_args(read("Dockerfile"))
     cases = {
         "lock torch only": dict(lock=(f"torch=={torch}", "torch==2.99.0")),
         "lock torchvision only": dict(lock=(f"torchvision=={vision}", "torchvision==0.99.0")),
         "pyproject torch only": dict(pyproject=(f'"torch=={torch}"', '"torch==2.99.0"')),
         "pyproject torchvision only": dict(pyproject=(f'"torchvision=={vision}"', '"torchvision==0.99.0"')),
         "lock CUDA wheel only": dict(lock=(f"nvidia-cuda-runtime=={cudart}", "nvidia-cuda-runtime==13.1.80")),
-        "Dockerfile CUDA only": dict(dockerfile=(f"CUDA_VERSION={args['CUDA_VERSION']}", "CUDA_VERSION=12.8.1")),
-        "Dockerfile python only": dict(dockerfile=(f"PYTHON_VERSION={args['PYTHON_VERSION']}", "PYTHON_VERSION=3.12.9")),
-        "Dockerfile states torch": dict(dockerfile=("ARG UV_VERSION=", "ARG TORCH_VERSION=2.13.0\nARG UV_VERSION=")),
-        "Dockerfile unknown version": dict(dockerfile=("ARG UV_VERSION=", "ARG FOO_VERSION=1.0\nARG UV_VERSION=")),
+        "Dockerfile CUDA only": dict(dockerfile=('NVIDIA_REQUIRE_CUDA="cuda>=13.0"', 'NVIDIA_REQUIRE_CUDA="cuda>=12.8"')),
+        "no NVIDIA_REQUIRE_CUDA": dict(dockerfile=('NVIDIA_REQUIRE_CUDA="cuda>=13.0"', 'NVIDIA_REQUIRE=""')),
+        "no NVIDIA_VISIBLE_DEVICES": dict(dockerfile=("NVIDIA_VISIBLE_DEVICES=all", "NVIDIA_VISIBLE=all")),
+        "no compute capability": dict(dockerfile=("CAPABILITIES=compute,utility", "CAPABILITIES=utility")),
+        "base python only": dict(dockerfile=("ARG BASE_IMAGE=python:3.11-", "ARG BASE_IMAGE=python:3.12-")),
+        "venv python only": dict(dockerfile=("python3.11 -m venv", "python3.12 -m venv")),
+        "venv unversioned": dict(dockerfile=("python3.11 -m venv", "python3 -m venv")),
+        "Dockerfile states torch": dict(dockerfile=(WEIGHTS_ARG, f"ARG TORCH_VERSION=2.13.0\n{WEIGHTS_ARG}")),
+        "Dockerfile unknown version": dict(dockerfile=(WEIGHTS_ARG, f"ARG FOO_VERSION=1.0\n{WEIGHTS_ARG}")),
         "Dockerfile pip install": dict(dockerfile=("USER ", f"RUN pip install --no-cache-dir torch=={torch}\nUSER ")),
         "Dockerfile python -m pip": dict(dockerfile=("USER ", "RUN python -m pip install numpy\nUSER ")),
         "weights renamed in models.py": dict(models_py=("resnet18-f37072fd.pth", "resnet18-5c106cde.pth")),
-        "base not nvidia/cuda": dict(dockerfile=("ARG BASE_IMAGE=nvidia/cuda:", "ARG BASE_IMAGE=python:3.11-slim#")),
+        "base without python": dict(dockerfile=("ARG BASE_IMAGE=python:3.11-slim-bookworm", "ARG BASE_IMAGE=ubuntu:24.04")),
     }
     for label, edit in cases.items():
         assert _mutated(**edit), f"drift not caught: {label}"
@@ -274,15 +294,63 @@ def test_drift_caught_when_a_pin_changes_on_one_side():
     assert drift_problems(**texts), "drift not caught: Dockerfile bypasses scripts/install.sh"
     # A consistent change on both sides is not drift.
     assert _mutated(lock=(f"torch=={torch}", "torch==2.99.0"), pyproject=(f'"torch=={torch}"', '"torch==2.99.0"')) == []
-    assert _mutated(dockerfile=("ARG UV_VERSION=", f"ARG TORCH_VERSION={torch}\nARG UV_VERSION=")) == []
+    assert _mutated(dockerfile=(WEIGHTS_ARG, f"ARG TORCH_VERSION={torch}\n{WEIGHTS_ARG}")) == []
+    assert _mutated(dockerfile=("python:3.11-slim-bookworm", "python:3.11.9-slim-bookworm@sha256:" + "0" * 64)) == []
 
 
 def test_base_tag_parsing():
-    assert cuda_of_base("nvidia/cuda:13.0.2-runtime-ubuntu24.04") == "13.0"
-    assert cuda_of_base("nvcr.io/nvidia/cuda:12.8.1-cudnn-runtime-ubuntu22.04") == "12.8"
-    assert cuda_of_base("nvidia/cuda:13.0.2-base-ubuntu24.04@sha256:" + "0" * 64) == "13.0"
-    assert cuda_of_base("ubuntu:24.04") is None
+    assert python_of_base("python:3.11-slim-bookworm") == "3.11"
+    assert python_of_base("docker.io/library/python:3.11.9-slim@sha256:" + "0" * 64) == "3.11"
+    assert python_of_base("python:3.12") == "3.12"
+    assert python_of_base("localhost/oilwater-base:bookworm") is None
+    assert python_of_base("nvidia/cuda:13.0.2-runtime-ubuntu24.04") is None
     assert cuda_of_lock({"nvidia-cuda-runtime-cu12": "12.8.90"}) == "12.8"
+
+
+def test_weights_build_arg():
+    args = dockerfile_args(read("Dockerfile"))
+    assert args["OILWATER_WEIGHTS"] == "download", "users' builds must fetch the weights by default"
+    step = next(rest for k, rest in instructions(read("Dockerfile")) if k == "RUN" and "OILWATER_WEIGHTS" in rest)
+    assert step.index('mkdir -p "$TORCH_HOME/hub/checkpoints"') < step.index("if "), \
+        "the checkpoint folder must exist with OILWATER_WEIGHTS=skip too (a volume mounts there)"
+
+
+def test_missing_weights_message(monkeypatch, tmp_path):
+    from artifact import cli
+    from artifact.errors import UserError
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    job = types.SimpleNamespace(cfg={"model": {"arch": "resnet18", "pretrained": True}, "dataset": {}})
+    monkeypatch.setenv("OILWATER_IN_IMAGE", "1")
+    with pytest.raises(UserError) as e:
+        cli.preflight([job], str(tmp_path))
+    message = str(e.value)
+    assert "\n" not in message
+    assert f"-v /path/to/checkpoints:{tmp_path}/hub/checkpoints:ro" in message  # a volume ...
+    assert "rebuild the image without --build-arg OILWATER_WEIGHTS=skip" in message  # ... or a rebuild
+    monkeypatch.delenv("OILWATER_IN_IMAGE")
+    with pytest.raises(UserError, match="download https://download.pytorch.org/models/resnet18-f37072fd.pth"):
+        cli.preflight([job], str(tmp_path))
+
+
+# --- CI's container build (tests/container/build-and-smoke.sh) ----------------------------------------------
+
+
+def test_ci_script_matches_the_dockerfile():
+    path = ROOT / CI_SCRIPT
+    assert os.access(path, os.X_OK), f"{CI_SCRIPT} is not executable"
+    subprocess.run(["bash", "-n", str(path)], check=True)
+    text = path.read_text()
+    passed = set(re.findall(r"--build-arg (\w+)=", text))
+    assert {"BASE_IMAGE", "OILWATER_WEIGHTS", "OILWATER_GIT_COMMIT"} <= passed
+    assert passed <= set(dockerfile_args(read("Dockerfile"))), "the script passes a build arg the Dockerfile lacks"
+    assert re.search(r'-f "\$repo/Dockerfile" "\$repo"', text), "the script must build the repository's Dockerfile"
+
+
+def test_ci_runs_the_container_check_after_the_tests():
+    lines = [ln.strip() for ln in read(".ci/run").splitlines()]
+    tests, container = lines.index("./reproduce.sh selftest"), lines.index(f"bash {CI_SCRIPT}")
+    assert tests < container, "a container failure must not hide the test results"
 
 
 # --- (a) hadolint -----------------------------------------------------------------------------------------
@@ -325,7 +393,7 @@ def test_hadolint_config_gives_reasons():
 # --- (c) documented docker commands -----------------------------------------------------------------------
 
 
-def docker_lines(markdown: str) -> list[str]:
+def docker_lines(markdown: str, command: str = "docker") -> list[str]:
     """Shell lines beginning with `docker ` in fenced code blocks; continuations joined, `$ ` prompts removed."""
     out, fence, buf = [], None, ""
     for raw in markdown.splitlines():
@@ -342,7 +410,7 @@ def docker_lines(markdown: str) -> list[str]:
             buf += line[:-1] + " "
             continue
         line, buf = buf + line, ""
-        if line.startswith("docker "):
+        if line.startswith(f"{command} "):
             out.append(line)
     return out
 
@@ -452,13 +520,14 @@ def test_docs_check_catches_inconsistent_commands():
     assert check_docker_line(good, dockerfile) == []
     assert check_docker_line("docker run --gpus all oilwater:latest python -m artifact --list", dockerfile) == []
     assert check_docker_line("docker save oilwater:latest | gzip > oilwater.tar.gz", dockerfile) == []
-    assert check_docker_line('docker build -t oilwater --build-arg CUDA_FLAVOR=base .', dockerfile) == []
+    assert check_docker_line('docker build -t oilwater --build-arg OILWATER_WEIGHTS=skip .', dockerfile) == []
     bad = [
         good.replace(" oilwater ", " oil-water "),
         good.replace(":/results", ":/out"),
         good.replace("./reproduce.sh", "bash -c ./reproduce.sh"),
         "docker run --mount type=bind,source=/x,target=/datasets oilwater",
         "docker build -t oilwater --build-arg TORCH_VERSION=2.14.1 .",
+        "docker build -t oilwater --build-arg CUDA_FLAVOR=base .",
         "docker build .",
         "docker run -w /tmp oilwater ./reproduce.sh table2",
     ]
@@ -466,6 +535,24 @@ def test_docs_check_catches_inconsistent_commands():
         assert check_docker_line(line, dockerfile), f"not caught: {line}"
     md = "text\n```bash\n$ docker run oilwater \\\n    ./reproduce.sh table2\nls\n```\ndocker run not-in-a-fence\n"
     assert docker_lines(md) == ["docker run oilwater  ./reproduce.sh table2"]
+
+
+def test_documented_ci_commands_are_the_scripts():
+    """The podman lines of the docs show what CI runs: their options, build args and command are the script's."""
+    script = read(CI_SCRIPT)
+    for doc in DOC_FILES:
+        lines = docker_lines(read(doc), "podman")
+        assert any(" build " in ln for ln in lines) and any(" run " in ln for ln in lines), f"{doc}: no podman lines"
+        for line in lines:
+            tokens = shlex.split(line)
+            for i, tok in enumerate(tokens):
+                if tok.startswith("-"):
+                    assert tok.split("=", 1)[0] in script, f"{doc}: {line}: {tok} is not in {CI_SCRIPT}"
+                if tokens[i - 1] == "--build-arg":
+                    assert f"--build-arg {tok.split('=', 1)[0]}=" in script, f"{doc}: {line}: {tok} is not CI's"
+            if "./reproduce.sh" in tokens:
+                command = " ".join(tokens[tokens.index("./reproduce.sh"):])
+                assert f"cmd=({command})" in script, f"{doc}: {line}: CI runs another command"
 
 
 # --- scripts/install.sh (cheap checks; the real install is exercised by CI and reproduce.sh) ----------------

@@ -119,6 +119,15 @@ mkdir -p "$work/inside" "$work/host"
 chown 10001:10001 "$work/inside"
 step 1200 "smoke run inside the image" nice -n 10 podman run --rm --name "$name" --network none \
     --user 10001:10001 -v "$work/inside":/results "$image_tag" "${cmd[@]}"
+# The image has no weights (OILWATER_WEIGHTS=skip): the paper preset must say how to add them, at once.
+rc=0
+out="$(timeout 300 podman run --rm --name "$name" --network none "$image_tag" \
+    ./reproduce.sh table2 --preset paper 2>&1)" || rc=$?
+if [[ $rc -eq 0 || "$out" != *"-v /path/to/checkpoints:/opt/torch/hub/checkpoints:ro"* ]]; then
+    tail -n 5 <<<"$out" >&2
+    die "the paper preset inside the image did not stop with the missing-weights line (exit $rc)"
+fi
+say "paper preset inside the image: stops with the missing-weights line"
 step 1200 "smoke run on the host" nice -n 10 "$repo/reproduce.sh" "${cmd[@]:1}" --results "$work/host"
 
 # --- identical? ------------------------------------------------------------------------------------
