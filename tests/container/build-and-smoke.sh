@@ -59,13 +59,13 @@ flock -w 3600 9 || die "another build-and-smoke.sh holds $state/lock for over an
 free_gb=$(( $(df --output=avail -k "$state" | tail -n 1) / 1024 / 1024 ))
 [[ $free_gb -ge 15 ]] || die "$free_gb GB free under $state; the build needs about 15 GB (free some, or set OILWATER_CONTAINER_STATE)"
 
-# A private configuration, so that nothing under /etc changes: runc (above), ulimits within the host's
-# hard limits (podman's defaults for nofile and nproc exceed them, which setrlimit refuses here), and
-# its own storage.
-hard() { local v; v="$(ulimit -H "$1")"; [[ "$v" == unlimited ]] && v=-1; echo "$v:$v"; }
+# A private configuration, so that nothing under /etc changes: runc (above), ulimits that the container
+# can be given (podman's defaults for nofile and nproc exceed this host's hard limits, which setrlimit
+# refuses; podman 4.3 itself runs with nproc at most 32768, measured: 32769 is refused), its own storage.
+limit() { local v; v="$(ulimit -H "$1")"; [[ "$v" == unlimited || "$v" -gt "$2" ]] && v="$2"; echo "$v:$v"; }
 cat >"$state/containers.conf" <<EOF
 [containers]
-default_ulimits = ["nofile=$(hard -n)", "nproc=$(hard -u)"]
+default_ulimits = ["nofile=$(limit -n 1048576)", "nproc=$(limit -u 32768)"]
 [engine]
 runtime = "runc"
 EOF
