@@ -10,8 +10,8 @@
 # Exits 0 with "SKIPPED: ..." when podman is missing and cannot be installed. Idempotent: the base
 # image, the image's layers and the private podman configuration live in $OILWATER_CONTAINER_STATE
 # (default /var/tmp/oilwater-container) and are reused; the containers and run folders it makes are
-# removed on exit. Every step runs under a time limit, a guard against hangs (on an idle 2-core machine:
-# about 11 min uncached, 3 min cached; docs/container.md).
+# removed on exit. Every step runs under a time limit, a guard against hangs (measured on a loaded
+# 2-core machine: 16.5 min uncached, 9 min cached; docs/container.md).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
