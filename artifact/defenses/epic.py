@@ -221,8 +221,7 @@ def isolated(g: np.ndarray, y: np.ndarray, subset_size: float, threshold: float,
     y = np.asarray(y)
     n_classes = g.shape[1]
     budgets = class_budgets(np.bincount(y, minlength=n_classes), int(subset_size * len(y)), rng)
-    drop = np.zeros(len(y), dtype=bool)
-    all_sizes, official_ids = [], {}
+    all_sizes, lookups = [], []  # the concatenated size vectors; (members, position of each one's size)
     for c in range(n_classes):
         members = np.flatnonzero(y == c)
         if len(members) == 0 or budgets[c] == 0:
@@ -230,14 +229,14 @@ def isolated(g: np.ndarray, y: np.ndarray, subset_size: float, threshold: float,
         order, cluster = medoids(g[members], int(budgets[c]), path)
         sizes = np.bincount(cluster, minlength=len(order)).astype(np.float64)
         sizes[sizes == 0] = 1
-        drop[members] = sizes[cluster] <= threshold
+        # The two lookups differ only in the class's offset into the concatenation.
+        offset = c * int(budgets[c]) if cluster_index == "official" else sum(map(len, all_sizes))
         all_sizes.append(sizes)
-        official_ids[c] = (members, cluster + c * int(budgets[c]))
-    if cluster_index == "official":
-        concat = np.concatenate(all_sizes) if all_sizes else np.zeros(0)
-        for members, ids in official_ids.values():
-            inside = ids < len(concat)
-            drop[members] = ~inside | (concat[np.minimum(ids, len(concat) - 1)] <= threshold)
+        lookups.append((members, cluster + offset))
+    drop = np.zeros(len(y), dtype=bool)
+    concat = np.concatenate(all_sizes) if all_sizes else np.zeros(0)
+    for members, ids in lookups:
+        drop[members] = (ids >= len(concat)) | (concat[np.minimum(ids, len(concat) - 1)] <= threshold)
     return drop
 
 
