@@ -197,14 +197,14 @@ def _validate_expected(names) -> None:
 
 
 def cmd_list(args) -> int:
-    from artifact.grid import expand, load_table, table_names
+    from artifact.grid import count, load_table, table_names
 
-    paper, tiny = load_preset("paper"), load_preset("tiny")
+    paper, tiny = load_preset("paper", validate=False), load_preset("tiny", validate=False)  # no plugin imported
     rows = []
     for name in table_names():
         try:
             t = load_table(name)
-            rows.append(f"  {name:<9} {len(expand(t, paper)):>4} jobs (paper) {len(expand(t, tiny)):>4} (tiny)  "
+            rows.append(f"  {name:<9} {count(t, paper):>4} jobs (paper) {count(t, tiny):>4} (tiny)  "
                         f"{t.description}")
         except UserError as e:  # one broken config must not hide the others
             rows.append(f"  {name:<9} config error: {e}")
@@ -456,8 +456,6 @@ def cmd_status(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from artifact.executors.local import Interrupted
-
     argv = sys.argv[1:] if argv is None else argv
     try:
         if argv[:1] == ["data"]:
@@ -485,6 +483,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {where}{e.strerror or e}{_os_hint(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
+        from artifact.executors.local import Interrupted  # here: --list and check import no torch
+
         stopped = ""
         if isinstance(e, Interrupted) and e.in_flight:
             stopped = (f" stopped {len(e.in_flight)} job(s) in flight; each training keeps its last finished "

@@ -173,14 +173,17 @@ class Preset:
     source: str = ""  # the file it was read from (set by load_preset; errors in its sections name it)
 
 
-def load_preset(name: str, configs: Path | None = None) -> Preset:
+def load_preset(name: str, configs: Path | None = None, validate: bool = True) -> Preset:
+    """The preset `name`; `validate` builds every plugin section (importing those plugins), which `--list`
+    skips to stay torch-free (any run validates)."""
     if name not in PRESETS:
         raise UserError(f"unknown preset {name!r} (valid: {', '.join(PRESETS)})")
     path = (configs or config_dir()) / "presets" / f"{name}.yaml"
     data = read_yaml(path)
     data.pop("source", None)
     preset = dataclasses.replace(build(Preset, data, str(path)), source=str(path))
-    from artifact.grid import validate_preset  # here, not at the top: grid imports the method registry
+    if validate:
+        from artifact.grid import validate_preset  # here, not at the top: grid imports config
 
-    validate_preset(preset)
+        validate_preset(preset)
     return preset

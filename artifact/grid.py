@@ -128,10 +128,10 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-def _section(preset_section: dict, name: str, dataset: str, where: str) -> dict:
-    if name not in preset_section:
-        raise UserError(f"{where}: no entry for {name!r} in the preset (valid: {', '.join(preset_section)})")
-    params = dict(preset_section[name] or {})
+def _section(preset_section: dict, name: str, dataset: str) -> dict:
+    """A plugin's settings in the preset, merged with its `by_dataset` entry; a plugin the preset does not
+    list runs with its `Params()` defaults (so a new method needs no preset entry)."""
+    params = dict(preset_section.get(name) or {})
     by_dataset = params.pop("by_dataset", {}) or {}
     return _merge(params, by_dataset.get(dataset, {}))
 
@@ -145,26 +145,32 @@ def _set_dotted(tree: dict, path: list[str], value, where: str) -> None:
     tree[path[-1]] = value
 
 
-def resolve(point: dict, preset: Preset, where: str) -> dict:
-    """One grid point (axes -> single values) -> the full resolved job config."""
+def _raw(point: dict, preset: Preset, where: str) -> dict:
+    """One grid point's sections as the preset and the point's dotted overrides give them, before typing."""
     dataset = point["dataset"]
     if dataset not in preset.datasets:
         raise UserError(f"{where}: dataset {dataset!r} has no entry in the preset (valid: {', '.join(preset.datasets)})")
-    method = METHODS.get_or_fail(point["method"], f"{where}: method")
-    attack = ATTACKS.get_or_fail(point["attack"], f"{where}: attack")
-    case = point.get("case", "standard")
-    if case not in method.cases:
-        raise UserError(f"{where}: method {point['method']!r} has no case {case!r} (valid: {', '.join(method.cases)})")
     raw = {
         "dataset": dict(preset.datasets[dataset]),
         "model": dict(preset.model.get(dataset, preset.model.get("default", {}))),
-        "attack": {} if point["attack"] == "none" else _section(preset.attacks, point["attack"], dataset, where),
-        "method": _section(preset.methods, point["method"], dataset, where),
+        "attack": {} if point["attack"] == "none" else _section(preset.attacks, point["attack"], dataset),
+        "method": _section(preset.methods, point["method"], dataset),
     }
     for axis, value in point.items():
         if "." in axis:
             section, *path = axis.split(".")
             _set_dotted(raw[section], path, value, f"{where}.{axis}")
+    return raw
+
+
+def resolve(point: dict, preset: Preset, where: str) -> dict:
+    """One grid point (axes -> single values) -> the full resolved job config."""
+    raw = _raw(point, preset, where)
+    method = METHODS.get_or_fail(point["method"], f"{where}: method")
+    attack = ATTACKS.get_or_fail(point["attack"], f"{where}: attack")
+    case = point.get("case", "standard")
+    if case not in method.cases:
+        raise UserError(f"{where}: method {point['method']!r} has no case {case!r} (valid: {', '.join(method.cases)})")
     cfg = {
         "dataset": asdict(build(DatasetCfg, raw["dataset"], f"{where}: dataset")),
         "model": asdict(build(ModelCfg, raw["model"], f"{where}: model")),
@@ -188,11 +194,10 @@ def _replace_axis(values, replacement):
     return [lookup.get(str(v), v) for v in values]
 
 
-def expand(table: TableCfg, preset: Preset, seeds: int | None = None) -> list[Job]:
-    """All jobs of `table` under `preset`, in grid order, seed innermost."""
+def _points(table: TableCfg, preset: Preset, seeds: int | None):
+    """(grid point with its seed, where it comes from) of `table` under `preset`, in grid order, seed innermost."""
     n_seeds = seeds if seeds is not None else preset.seeds
     replaced = preset.tables.get(table.name, {}) or {}
-    jobs, seen = [], set()
     for i, block in enumerate(table.grid):
         block = {**block, **{k: _replace_axis(block[k], v) for k, v in replaced.items() if k in block}}
         axes = list(block)
@@ -201,12 +206,27 @@ def expand(table: TableCfg, preset: Preset, seeds: int | None = None) -> list[Jo
             point = dict(zip(axes, combo, strict=True))
             point.setdefault("case", "standard")
             for seed in range(n_seeds):
-                cfg = resolve({**point, "seed": seed}, preset, f"configs/{table.name}.yaml: grid[{i}]")
-                job = Job(labels={**point, "seed": seed}, cfg=cfg)
-                if job.id not in seen:
-                    seen.add(job.id)
-                    jobs.append(job)
+                yield {**point, "seed": seed}, f"configs/{table.name}.yaml: grid[{i}]"
+
+
+def expand(table: TableCfg, preset: Preset, seeds: int | None = None) -> list[Job]:
+    """All jobs of `table` under `preset`, in grid order, seed innermost (a job listed twice once)."""
+    jobs, seen = [], set()
+    for point, where in _points(table, preset, seeds):
+        job = Job(labels=point, cfg=resolve(point, preset, where))
+        if job.id not in seen:
+            seen.add(job.id)
+            jobs.append(job)
     return jobs
+
+
+def count(table: TableCfg, preset: Preset, seeds: int | None = None) -> int:
+    """How many jobs `expand` gives, without importing a plugin (`--list` imports no torch): the distinct
+    untyped configs. It equals `len(expand(...))` unless two points differ only by spelling out a default,
+    which tests/test_grid.py rules out for every target and preset."""
+    keys = {content_hash({**_raw(p, preset, where), "names": [p["method"], p["attack"]], "case": p["case"],
+                          "seed": p["seed"]}) for p, where in _points(table, preset, seeds)}
+    return len(keys)
 
 
 def filter_jobs(jobs: list[Job], only: list[str]) -> list[Job]:

@@ -28,8 +28,6 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
-
 from artifact.errors import warn
 
 # Bump when a change alters what a cached stage or a result means (hashes then change everywhere).
@@ -86,6 +84,8 @@ class DamagedFile(Exception):
 def torch_load(path: Path, map_location="cpu"):
     """`torch.load(weights_only=True)`, with a damaged file reported as DamagedFile naming it (never torch's
     advice to load it unsafely). OSErrors (permissions, a missing file) pass through."""
+    import torch  # here: the store's JSON side (job ids, results) is used by torch-free commands (--list)
+
     size = path.stat().st_size
     if size == 0:
         raise DamagedFile(path, "empty file (0 bytes)")
@@ -107,6 +107,8 @@ def torch_load(path: Path, map_location="cpu"):
 
 def atomic_torch_save(path: Path, obj) -> None:
     """torch.save to a temporary name, then rename: a reader never sees half a checkpoint or stage."""
+    import torch
+
     buf = io.BytesIO()
     torch.save(obj, buf)
     atomic_write_bytes(path, buf.getvalue())

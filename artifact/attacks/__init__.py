@@ -13,9 +13,9 @@ Each attack module registers an object with:
 
 import math
 
-from artifact.registry import Registry, import_all
+from artifact.registry import Registry
 
-ATTACKS = Registry("attack")
+ATTACKS = Registry("attack", __name__)
 
 
 def poison_count(rate: float, n_train: int) -> int:
@@ -23,4 +23,3 @@ def poison_count(rate: float, n_train: int) -> int:
     (docs/deviations.md); a scaled-down preset whose rate gives less than one poison still plants one."""
     return max(1, math.floor(rate * n_train + 1e-9))  # 0.29 * 100 is 28.999...: the product is meant exactly
 
-import_all(__name__, __path__)

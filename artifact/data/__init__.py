@@ -1,8 +1,5 @@
 """Datasets: every loader returns a `GroupData` of uint8 images at model resolution."""
 
 from artifact.data.base import DATASETS, GroupData, Images, Split, load_dataset
-from artifact.registry import import_all
 
 __all__ = ["DATASETS", "GroupData", "Images", "Split", "load_dataset"]
-
-import_all(__name__, __path__)

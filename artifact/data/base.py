@@ -14,7 +14,7 @@ import torch
 
 from artifact.registry import Registry
 
-DATASETS = Registry("dataset")
+DATASETS = Registry("dataset", "artifact.data")
 
 # Group index everywhere: g = 2*y + a (group_DRO, JTT, GEORGE and WILDS agree).
 N_GROUPS = 4

@@ -7,7 +7,6 @@ Each method module registers an object with:
 - `run(ctx, params, case) -> dict`: the job's metrics.
 """
 
-from artifact.registry import Registry, import_all
+from artifact.registry import Registry
 
-METHODS = Registry("method")
-import_all(__name__, __path__)
+METHODS = Registry("method", __name__)
