@@ -1,8 +1,10 @@
 """`--dry-run`: per target, jobs done, stages cached, and the compute left, priced by measured throughput.
 
-The price list is `bench/throughput.json` (written by `python bench/throughput.py --write-table`):
-images/s of our training step and of evaluation per `arch@size@device`. A stage's images come from
-artifact/stages.py; stages shared between targets are counted once in the total.
+Cost of a stage: it processes `epochs x (N x fraction + L x |E|)` training images plus its evaluation
+passes (val per epoch for model selection, test once); `estimate_images` turns that into numbers from the
+dataset's known split sizes. The price list is `bench/throughput.json` (written by
+`python bench/throughput.py --write-table`): images/s of our training step and of evaluation per
+`arch@size@device`. Stages come from artifact/stages.py; those shared between targets count once in the total.
 """
 
 from __future__ import annotations
@@ -11,12 +13,51 @@ import json
 from pathlib import Path
 
 from artifact.config import ROOT
-from artifact.stages import Stage, estimate_images, job_stages, split_sizes
+from artifact.stages import Stage, job_stages
 
 THROUGHPUT = ROOT / "bench" / "throughput.json"
 ASSUMPTIONS = ("assumes: images = epochs x (N + L x |E|) + val pass per epoch + test pass, |E| ~ the LRG share of N, "
                "GM crafting ~ 3 x restarts x iterations x poisons; priced at bench/throughput.json's img/s "
                "(measured at one batch size, steady state, no data loading, no queueing)")
+
+
+# The low-represented groups (LRG-1, LRG-2) whose share of N stands in for JTT's error set |E|.
+MINORITY_GROUPS = {"waterbirds": (1, 2), "celeba": (3,)}
+
+
+def split_counts(dataset: dict) -> dict[str, tuple[int, ...]]:
+    """Per-split group counts of a dataset config, from the published or generator counts (nothing loaded)."""
+    from artifact.data import celeba, synthetic, waterbirds
+
+    name, scale = dataset["name"], dataset.get("scale", 1.0)
+    if name == "synth-waterbirds":
+        return {k: synthetic.scaled_counts(v, scale) for k, v in synthetic.WATERBIRDS_COUNTS.items()}
+    if name == "synth-celeba":
+        from artifact.data.synth_celeba import synth_celeba_counts
+
+        return synth_celeba_counts(scale)
+    return {"waterbirds": waterbirds.EXPECTED, "celeba": celeba.EXPECTED}[name]
+
+
+def split_sizes(dataset: dict) -> dict:
+    """Images per split (train after `train_fraction`) and the minority share of train."""
+    counts = split_counts(dataset)
+    train = counts["train"]
+    minority = sum(train[g] for g in MINORITY_GROUPS[dataset["name"].removeprefix("synth-")]) / sum(train)
+    return {"train": round(sum(train) * dataset.get("train_fraction", 1.0)), "val": sum(counts["val"]),
+            "test": sum(counts["test"]), "minority": minority}
+
+
+def estimate_images(stage: Stage, sizes: dict) -> tuple[float, float]:
+    """(training images, evaluation images) of one stage; |E| is estimated as the minority share of N."""
+    n = sizes["train"]
+    error_set = sizes["minority"] * n
+    train = 0.0
+    if stage.train is not None:
+        train = stage.train.epochs * (n * stage.fraction + stage.upweight * error_set)
+    train += stage.grad_passes * n
+    evals = stage.val_passes * sizes["val"] + stage.test_passes * sizes["test"] + stage.train_passes * n
+    return train, evals
 
 
 def load_throughput(path: Path = THROUGHPUT) -> dict:

@@ -26,7 +26,7 @@ from artifact.errors import warn
 from artifact.jobstate import running
 from artifact.methods import METHODS
 from artifact.models import build_model
-from artifact.stages import clean_cfg, stage_key
+from artifact.stages import clean_cfg, fit_key, stage_key
 from artifact.store import Store, content_hash, derive_seed
 from artifact.train import Runtime, predict, prepare, train
 
@@ -142,8 +142,7 @@ class Context:
         """
         train_split = self.data.train
         index = torch.arange(len(train_split)) if index is None else index
-        key = {"train": asdict(cfg), "tag": tag, "index": index_digest(index.sort().values),
-               "extra": key_extra or {}, "keep_model": keep_model}
+        key = fit_key(cfg, index_digest(index.sort().values), tag, key_extra, keep_model)
 
         def compute():
             model = self.new_model(tag)

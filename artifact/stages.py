@@ -1,23 +1,23 @@
-"""What a job computes, without computing it: its stages by key, and their cost in images.
+"""What a job computes, without computing it: its stages by key.
 
-A method may describe its stages with `stages(cfg, params, case) -> list[Stage]` (an attack with
-`stages(cfg, params)`), built from the same key helpers its `prepare`/`run` use, so that counting unique
-keys over a grid is exactly the sharing the stage store will do. The one approximation is the final
-model (`fit`): the store keys it by the multiset of training positions, known only after the stages
-before it ran, so here it is keyed by where those positions come from (the identification stage, the
-case, the upweight). Runtime coincidences (worst = standard when every poison is already in the error
-set) are extra sharing this count cannot see.
-
-Cost: a stage processes `epochs x (N x fraction + L x |E|)` training images plus its evaluation passes
-(val per epoch for model selection, test once); `estimate_images` turns that into numbers from the
-dataset's known split sizes.
+A method describes its stages with `stages(cfg, params, case) -> list[Stage]` (an attack with
+`stages(cfg, params)`), built from the same key functions its `prepare`/`run` pass to `ctx.stage`
+(`stage_key`, `fit_key` and the plugin's own), so that counting unique keys over a grid is exactly the
+sharing the stage store will do; tests/test_stage_contract.py runs a job per (method, attack) pair and
+compares the keys the store wrote with these. What only the run knows is named, not guessed: a
+`Stage.runtime` path (the final model's `index`, the multiset of training positions) holds here where
+its value comes from (the identification stage, the case, the upweight) and is left out of that
+comparison. Runtime coincidences (worst = standard when every poison is already in the error set) are
+extra sharing this count cannot see. The cost of a stage is artifact/cost.py's.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from artifact.attacks import ATTACKS
 from artifact.config import TrainCfg, build
+from artifact.methods import METHODS
 from artifact.store import content_hash
 
 
@@ -43,26 +43,43 @@ class Stage:
     test_passes: int = 1  # eval passes over the test split (the stage's own evaluation)
     train_passes: int = 0  # eval passes over the training split (features, predictions)
     grad_passes: float = 0.0  # extra forward+backward passes over N outside `train` (poison crafting)
+    runtime: tuple[str, ...] = ()  # dotted paths of `key` that only the run knows (here: their provenance)
 
     @property
     def id(self) -> str:
         return f"{self.kind}/{content_hash(self.key)}"
 
 
+def fit_key(train: TrainCfg, index, tag: str = "final", extra: dict | None = None, keep_model: bool = False) -> dict:
+    """The part of a `fit` stage's key that `Context.fit_evaluate` adds: `index` is the digest of the
+    training positions (at run time) or where they come from (in `fit_stage`)."""
+    return {"train": asdict(train), "tag": tag, "index": index, "extra": extra or {}, "keep_model": keep_model}
+
+
 def fit_stage(cfg: dict, train: TrainCfg, source: dict, tag: str = "final", extra: dict | None = None,
-              keep_model: bool = False, **cost) -> Stage:
-    """A `ctx.fit_evaluate` stage: keyed like the store's, with `source` standing in for the index digest."""
-    key = stage_key(cfg, {"train": asdict(train), "tag": tag, "index": source, "extra": extra or {},
-                          "keep_model": keep_model})
-    return Stage("fit", key, train=train, val_passes=train.epochs, **cost)
+              keep_model: bool = False, runtime: tuple[str, ...] = (), **cost) -> Stage:
+    """A `ctx.fit_evaluate` stage: keyed like the store's, with `source` standing in for the index digest
+    (and any other `runtime` path of the key: `extra.`-prefixed, as `runtime` names them in the key)."""
+    key = stage_key(cfg, fit_key(train, source, tag, extra, keep_model))
+    return Stage("fit", key, train=train, val_passes=train.epochs, runtime=("index", *runtime), **cost)
+
+
+def known_part(key: dict, runtime: tuple[str, ...]) -> dict:
+    """`key` without its `runtime` paths: what a prediction and the run must agree on."""
+    out = dict(key)
+    for path in runtime:
+        *parents, leaf = path.split(".")
+        node = out
+        for p in parents:
+            node[p] = dict(node.get(p, {}))
+            node = node[p]
+        node.pop(leaf, None)
+    return out
 
 
 def job_stages(cfg: dict) -> list[Stage] | None:
     """Every stage job `cfg` needs (its attack's, its method's, and the clean reference's); None if a part
     has no `stages` description."""
-    from artifact.attacks import ATTACKS
-    from artifact.methods import METHODS
-
     method, attack = METHODS[cfg["method"]["name"]], ATTACKS[cfg["attack"]["name"]]
     if not hasattr(method, "stages"):
         return None
@@ -105,46 +122,3 @@ def sharing(jobs) -> dict:
 
 def _trains(unique: dict, kind: str) -> bool:
     return kind == "job" or any(s.train is not None for s in unique.values() if s.kind == kind)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Cost
-
-
-# The low-represented groups (LRG-1, LRG-2) whose share of N stands in for JTT's error set |E|.
-MINORITY_GROUPS = {"waterbirds": (1, 2), "celeba": (3,)}
-
-
-def split_counts(dataset: dict) -> dict[str, tuple[int, ...]]:
-    """Per-split group counts of a dataset config, from the published or generator counts (nothing loaded)."""
-    from artifact.data import celeba, synthetic, waterbirds
-
-    name, scale = dataset["name"], dataset.get("scale", 1.0)
-    if name == "synth-waterbirds":
-        return {k: synthetic.scaled_counts(v, scale) for k, v in synthetic.WATERBIRDS_COUNTS.items()}
-    if name == "synth-celeba":
-        from artifact.data.synth_celeba import synth_celeba_counts
-
-        return synth_celeba_counts(scale)
-    return {"waterbirds": waterbirds.EXPECTED, "celeba": celeba.EXPECTED}[name]
-
-
-def split_sizes(dataset: dict) -> dict:
-    """Images per split (train after `train_fraction`) and the minority share of train."""
-    counts = split_counts(dataset)
-    train = counts["train"]
-    minority = sum(train[g] for g in MINORITY_GROUPS[dataset["name"].removeprefix("synth-")]) / sum(train)
-    return {"train": round(sum(train) * dataset.get("train_fraction", 1.0)), "val": sum(counts["val"]),
-            "test": sum(counts["test"]), "minority": minority}
-
-
-def estimate_images(stage: Stage, sizes: dict) -> tuple[float, float]:
-    """(training images, evaluation images) of one stage; |E| is estimated as the minority share of N."""
-    n = sizes["train"]
-    error_set = sizes["minority"] * n
-    train = 0.0
-    if stage.train is not None:
-        train = stage.train.epochs * (n * stage.fraction + stage.upweight * error_set)
-    train += stage.grad_passes * n
-    evals = stage.val_passes * sizes["val"] + stage.test_passes * sizes["test"] + stage.train_passes * n
-    return train, evals

@@ -15,8 +15,9 @@ import json
 import sys
 
 from artifact.config import load_preset
+from artifact.cost import estimate_images, split_sizes
 from artifact.grid import expand, load_table, table_names
-from artifact.stages import estimate_images, job_stages, sharing, split_sizes
+from artifact.stages import job_stages, sharing
 
 
 def count(targets: list[str], preset_name: str, seeds: int | None = None) -> dict:

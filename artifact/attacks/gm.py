@@ -168,10 +168,15 @@ def quantise(x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
 # The attack object
 
 
+def surrogate_key(cfg: dict, params: Params) -> dict:
+    """The attacker's clean model's key: without the attack's settings, so every GM setting shares it."""
+    return {"dataset": cfg["dataset"], "model": cfg["model"], "replicate": cfg["seed"],
+            "surrogate": asdict(params.surrogate)}
+
+
 def _surrogate(ctx, params: Params) -> dict:
-    """The attacker's clean model: keyed without the attack's settings, so every GM setting shares it."""
-    key = {"dataset": ctx.cfg["dataset"], "model": ctx.cfg["model"], "replicate": ctx.cfg["seed"],
-           "surrogate": asdict(params.surrogate)}
+    """The attacker's clean model (a stage keyed by `surrogate_key`)."""
+    key = surrogate_key(ctx.cfg, params)
 
     def compute():
         torch.manual_seed(derive_seed(key, "init"))
@@ -214,9 +219,7 @@ class GM:
 
         Crafting cost: restarts x iterations x the poisons (budget x N), about 3 passes each (the
         gradient-matching loss differentiates through the poisons' training gradient)."""
-        surrogate = {"dataset": cfg["dataset"], "model": cfg["model"], "replicate": cfg["seed"],
-                     "surrogate": asdict(params.surrogate)}
-        return [Stage("gm-surrogate", surrogate, train=params.surrogate, test_passes=0),
+        return [Stage("gm-surrogate", surrogate_key(cfg, params), train=params.surrogate, test_passes=0),
                 Stage("gm-poisons", stage_key(cfg, {}), grad_passes=3 * params.restarts * params.iterations * params.budget,
                       test_passes=0)]
 

@@ -14,8 +14,9 @@ def fmt_duration(seconds: float) -> str:
 
 
 class Progress:
-    def __init__(self, total: int, label: str, workers: int = 1, stream=sys.stderr):
-        self.total, self.label, self.workers, self.stream = total, label, workers, stream
+    def __init__(self, total: int, label: str, workers: int = 1, stream=None):
+        # sys.stderr when called, not when imported (a lazily imported module may meet a replaced stream)
+        self.total, self.label, self.workers, self.stream = total, label, workers, stream or sys.stderr
         self.done = 0
         self.t0 = time.time()
 

@@ -97,10 +97,15 @@ def elmf_curve(ctx, removed_at: torch.Tensor, epochs: list[int]) -> list[dict]:
             for i, e in enumerate(epochs)]
 
 
+def fit_extra(params: Params, case: str) -> dict:
+    """What the EPIC run's `fit` key adds: the selection settings (the training recipe is in it already)."""
+    return {"epic": {k: v for k, v in asdict(params).items() if k != "final"}, "case": case}
+
+
 def fit(ctx, params: Params, case: str) -> dict:
     """The EPIC training run of `case` (cached; shared with EPIC+JTT, which reads its removal epochs)."""
-    key = {"epic": {k: v for k, v in asdict(params).items() if k != "final"}, "case": case}
-    return ctx.fit_evaluate(params.final, tag="epic", key_extra=key, reindex=Pruner(ctx, params, case))
+    return ctx.fit_evaluate(params.final, tag="epic", key_extra=fit_extra(params, case),
+                            reindex=Pruner(ctx, params, case))
 
 
 class EPIC:
@@ -127,8 +132,8 @@ class EPIC:
 
 def stage(cfg: dict, params: Params, case: str) -> Stage:
     """`fit`'s stage, keyed as `fit` keys it (all positions, tag epic, the EPIC settings and case)."""
-    key = {"epic": {k: v for k, v in asdict(params).items() if k != "final"}, "case": case}
-    return fit_stage(cfg, params.final, {"all": True}, tag="epic", extra=key, train_passes=len(params.epochs()))
+    return fit_stage(cfg, params.final, {"all": True}, tag="epic", extra=fit_extra(params, case),
+                     train_passes=len(params.epochs()))
 
 
 METHODS.register("epic")(EPIC())

@@ -22,6 +22,11 @@ from artifact.stages import Stage, stage_key
 BASELINE = AggCfg(name="fedavg")
 
 
+def fl_key(fed: FedCfg, agg: AggCfg) -> dict:
+    """What an `fl` stage adds to the job's key: the federation and the server rule."""
+    return {"fed": asdict(fed), "agg": agg.key()}
+
+
 @dataclass(frozen=True)
 class Params:
     fed: FedCfg = field(default_factory=FedCfg)
@@ -47,8 +52,7 @@ class FL:
         return partition.non_iid(train.g, minority, fed.users, fed.minority_users, seed)
 
     def _simulate(self, ctx, fed: FedCfg, agg: AggCfg) -> dict:
-        key = {"fed": asdict(fed), "agg": agg.key()}
-
+        key = fl_key(fed, agg)
         ckpt = ctx.partial_path("fl", key)
         # The minority groups: everything but the highest-represented groups (Waterbirds: LRG-1 and LRG-2).
         minority = torch.tensor([g for g in range(N_GROUPS) if g not in ctx.data.hrg])
@@ -82,7 +86,7 @@ class FL:
         fed = params.fed
         local = replace(fed.local, epochs=fed.rounds * fed.local.epochs)
         evals = fed.rounds // fed.eval_every + 1 if fed.eval_every else 1
-        return [Stage("fl", stage_key(cfg, {"fed": asdict(fed), "agg": agg.key()}), train=local, fraction=fed.fraction,
+        return [Stage("fl", stage_key(cfg, fl_key(fed, agg)), train=local, fraction=fed.fraction,
                       test_passes=evals) for agg in (BASELINE, params.agg)]
 
 

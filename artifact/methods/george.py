@@ -168,6 +168,12 @@ class George:
                "k_max": params.k_max, "n_init": params.n_init}
         return {**key, "k": params.k} if params.k else key
 
+    @staticmethod
+    def fit_extra(params: Params, clusters, val_clusters) -> dict:
+        """What the group DRO model's `fit` key adds: the cluster ids (train, val) it trains and selects on."""
+        return {"george": {"clusters": clusters, "val_clusters": val_clusters, "eta": params.eta,
+                           "size_adjustment": params.size_adjustment, "reweight_selection": params.reweight_selection}}
+
     def _erm(self, ctx, params: Params) -> dict:
         model = ctx.new_model(tag="george-erm")
 
@@ -220,9 +226,7 @@ class George:
 
         loss = GroupDROLoss(clusters, counts, params.eta, params.size_adjustment)
         index = uniform_group_index(clusters, ctx.seed("george-sampling"))
-        extra = {"george": {"clusters": content_hash(clusters.tolist()), "val_clusters": content_hash(st["val"].tolist()),
-                            "eta": params.eta, "size_adjustment": params.size_adjustment,
-                            "reweight_selection": params.reweight_selection}}
+        extra = self.fit_extra(params, content_hash(clusters.tolist()), content_hash(st["val"].tolist()))
         out = ctx.fit_evaluate(params.final, index, loss_fn=loss, select=select, key_extra=extra)
         small = smallest_cluster(st["train"])
         out["idnf"] = ctx.rates(st["train"] == small)
@@ -240,9 +244,10 @@ class George:
         erm = Stage("george-erm", stage_key(cfg, erm_key), train=params.erm, val_passes=params.erm.epochs + 1,
                     train_passes=1)
         clusters = Stage("george-clusters", stage_key(cfg, self.cluster_key(params)), test_passes=0)
-        source = {"george-clusters": clusters.id, "case": case, "eta": params.eta,
-                  "size_adjustment": params.size_adjustment, "reweight_selection": params.reweight_selection}
-        return [erm, clusters, fit_stage(cfg, params.final, source)]
+        source = {"george-clusters": clusters.id, "case": case}
+        extra = self.fit_extra(params, source, {"george-clusters": clusters.id})
+        return [erm, clusters, fit_stage(cfg, params.final, source, extra=extra,
+                                         runtime=("extra.george.clusters", "extra.george.val_clusters"))]
 
 
 METHODS.register("george")(George())

@@ -1,0 +1,58 @@
+"""The stage contract: for every (method, attack) pair, the stages a smoke job asks the store for are exactly
+the ones `stages.job_stages` predicts without running it (what --dry-run prices and the sharing count
+counts). Only the key paths a Stage names as `runtime` (the final model's training positions) are left out."""
+
+import pytest
+
+from artifact.attacks import ATTACKS
+from artifact.config import load_preset
+from artifact.experiments import execute
+from artifact.grid import resolve
+from artifact.methods import METHODS
+from artifact.stages import job_stages, known_part
+from artifact.store import Store, canonical
+
+PAIRS = [(m, a) for m in METHODS for a in ATTACKS]
+# Settings under which a method's stages differ from each other (smoke's FL defends with FedAvg, the baseline).
+OVERRIDES = {"fl": {"method.agg.name": "trimmed-mean"}}
+
+
+def smoke_job(method: str, attack: str, scale: float = 0.1) -> dict:
+    """One smoke job of the pair on a tenth of the synthetic Waterbirds (seconds)."""
+    smoke = load_preset("smoke")
+    preset = smoke.__class__(**{**smoke.__dict__, "datasets": {
+        "waterbirds": {**smoke.datasets["waterbirds"], "scale": scale}}})
+    cases = METHODS[method].cases
+    point = {"method": method, "attack": attack, "dataset": "waterbirds", "seed": 0,
+             "case": "standard" if "standard" in cases else cases[0], **OVERRIDES.get(method, {})}
+    return resolve(point, preset, f"{method} x {attack}")
+
+
+def _keys(stages, runtime: dict) -> set:
+    return {(kind, canonical(known_part(key, runtime.get(kind, ())))) for kind, key in stages}
+
+
+def test_every_registered_method_and_attack_is_covered():
+    assert {m for m, _ in PAIRS} == set(METHODS) and {a for _, a in PAIRS} == set(ATTACKS)
+    assert len(PAIRS) >= 7 * 4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("method", "attack"), PAIRS)
+def test_the_store_writes_exactly_the_predicted_stage_keys(method, attack, tmp_path, monkeypatch):
+    cfg = smoke_job(method, attack)
+    asked, stage = [], Store.stage
+
+    def spy(self, kind, key, compute):
+        asked.append((kind, key))
+        return stage(self, kind, key, compute)
+
+    monkeypatch.setattr(Store, "stage", spy)
+    out = execute(cfg, str(tmp_path), {"device": "cpu", "threads": 1})
+    assert out["status"] == "done", out
+    predicted = job_stages(cfg)
+    assert predicted is not None, f"{method} x {attack}: no stage description"
+    runtime = {}
+    for s in predicted:
+        runtime[s.kind] = tuple(sorted({*runtime.get(s.kind, ()), *s.runtime}))
+    assert _keys(asked, runtime) == _keys([(s.kind, s.key) for s in predicted], runtime)
