@@ -24,6 +24,7 @@ from artifact.config import DatasetCfg, ModelCfg, TrainCfg, build
 from artifact.data import load_dataset
 from artifact.errors import warn
 from artifact.jobstate import running
+from artifact.logs import LOG, job_log
 from artifact.methods import METHODS
 from artifact.models import build_model
 from artifact.stages import clean_cfg, fit_key, stage_key
@@ -212,9 +213,11 @@ def prepare_job(cfg: dict, results: str, rt: dict, data_root: str | None = None)
     """Compute the stages this job shares with its sibling cases (e.g. JTT's identification)."""
     store, jid = Store(results), job_id(cfg)
     try:
-        runtime = _runtime(store, rt)
-        method, params = _method(cfg)
-        method.prepare(Context(cfg, store, runtime, data_root), params)
+        with job_log(store.job_dir(jid)):
+            LOG.info("job %s: shared stages of %s x %s", jid, cfg["method"]["name"], cfg["attack"]["name"])
+            runtime = _runtime(store, rt)
+            method, params = _method(cfg)
+            method.prepare(Context(cfg, store, runtime, data_root), params)
     except Exception as e:
         return _failure(store, jid, "stage-error.txt", e)
     (store.job_dir(jid) / "stage-error.txt").unlink(missing_ok=True)  # an earlier attempt's
@@ -233,8 +236,10 @@ def execute(cfg: dict, results: str, rt: dict, data_root: str | None = None, git
     if moved:
         warn(f"{store.result_path(jid)} {moved[1]}; moved to {moved[0].name}, rerunning the job")
     t0 = time.time()
-    with running(store, jid):
+    with running(store, jid), job_log(store.job_dir(jid)):
         try:
+            LOG.info("job %s: %s x %s, case %s, seed %s", jid, cfg["method"]["name"], cfg["attack"]["name"],
+                     cfg["case"], cfg["seed"])
             runtime = _runtime(store, rt)
             method, params = _method(cfg)
             ctx = Context(cfg, store, runtime, data_root)
@@ -242,6 +247,7 @@ def execute(cfg: dict, results: str, rt: dict, data_root: str | None = None, git
             if "clean_baseline" in cfg:
                 out["asr_clean"] = ctx.clean_asr(build(TrainCfg, cfg["clean_baseline"], "clean_baseline"))
         except Exception as e:
+            LOG.info("job %s: failed (%s: %s)", jid, type(e).__name__, e)
             return _failure(store, jid, "error.txt", e)
         result = {
             "id": jid,
@@ -263,4 +269,5 @@ def execute(cfg: dict, results: str, rt: dict, data_root: str | None = None, git
             return {"id": jid, "status": "failed", "log": None,
                     "error": f"cannot write {store.result_path(jid)}: {e.strerror} (its stages are kept; "
                              "free space or fix permissions, then rerun the same command)"}
+        LOG.info("job %s: done in %.1f s", jid, result["timing"]["wall_s"])
         return {"id": jid, "status": "done", "cached": False, "wall_s": result["timing"]["wall_s"]}

@@ -18,6 +18,7 @@ import subprocess
 import time
 from typing import NamedTuple
 
+from artifact.logs import LOG_NAME
 from artifact.store import Store, atomic_write_json
 
 MARKER, SUBMISSION = "running.json", "slurm.json"
@@ -104,7 +105,8 @@ def job_state(store: Store, job_id: str, queue: dict[str, str]) -> State:
             # Another machine's local run cannot be checked from here: trust its marker.
             alive = marker.get("host") != socket.gethostname() or _alive(int(marker.get("pid", 0)))
         if alive:
-            return State("running", f"{where} since {marker.get('started')}", sub.get("log"))
+            log = sub.get("log") or (str(folder / LOG_NAME) if (folder / LOG_NAME).is_file() else None)
+            return State("running", f"{where} since {marker.get('started')}", log)
         return State("interrupted", f"{where} stopped without a result (killed, cancelled or out of time)",
                      sub.get("log") if marker.get("slurm") else None)
     if (folder / "error.txt").is_file():

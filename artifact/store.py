@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from artifact.errors import warn
+from artifact.logs import LOG
 
 # Bump when a change alters what a cached stage or a result means (hashes then change everywhere).
 CACHE_VERSION = "2"  # 2: ACC is the train-weighted average on Waterbirds; floor(rate * N) poisons
@@ -282,7 +283,10 @@ class Store:
             except DamagedFile as e:
                 warn(f"stage {e}; removed, recomputing it (stages are a cache)")
                 path.unlink(missing_ok=True)
+            t0 = time.time()
+            LOG.info("stage %s/%s: computing", kind, path.stem)
             value = compute()
+            LOG.info("stage %s/%s: done in %.1f s", kind, path.stem, time.time() - t0)
             atomic_torch_save(path, {"key": canonical(self._full_key(key)), "value": value})
             self.partial_path(kind, key).unlink(missing_ok=True)  # only once the stage is safely stored
             return value

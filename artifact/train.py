@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ import torch.utils.deterministic
 
 from artifact.config import TrainCfg
 from artifact.errors import warn
+from artifact.logs import LOG
 from artifact.store import DamagedFile, atomic_torch_save, torch_load
 
 
@@ -174,6 +176,7 @@ def train(
             new_index = reindex(epoch, model)
             index = index if new_index is None else new_index
         model.train()
+        t0, loss_sum = time.time(), torch.zeros((), device=rt.device)
         order = index[torch.randperm(len(index), generator=gen)]
         for start in range(0, len(order), cfg.batch_size):
             bi = order[start : start + cfg.batch_size]
@@ -187,11 +190,16 @@ def train(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            loss_sum += loss.detach() * len(bi)  # read once per epoch: no device sync per batch
+        info = {}
         if select is not None:
             score, info = select(epoch, model)
             history.append({"epoch": epoch, **info})
             if best[0] is None or score > best[0]:
                 best = (score, epoch, copy.deepcopy(model.state_dict()))
+        wga = f"{info['val_wga']:.1f}" if "val_wga" in info else "-"
+        LOG.info("epoch %d/%d: loss %.4f, val WGA %s, %.1f s", epoch + 1, cfg.epochs,
+                 loss_sum.item() / max(len(order), 1), wga, time.time() - t0)
         if checkpoint is not None and epoch + 1 < cfg.epochs:
             state = {"epoch": epoch, "model": model.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
                      "rng": torch.get_rng_state(), "history": history, "best": list(best), "index": index,

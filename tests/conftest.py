@@ -30,6 +30,29 @@ def smoke_preset():
     return load_preset("smoke")
 
 
+# Settings under which a method's stages differ from each other (smoke's FL defends with FedAvg, the baseline).
+SMOKE_JOB_OVERRIDES = {"fl": {"method.agg.name": "trimmed-mean"}}
+
+
+@pytest.fixture
+def smoke_job():
+    """`smoke_job(method, attack, scale=0.1)`: the resolved config of one smoke job of the pair (standard case,
+    seed 0) on a fraction of the synthetic Waterbirds: seconds."""
+    from artifact.grid import resolve
+    from artifact.methods import METHODS
+
+    def make(method: str, attack: str, scale: float = 0.1) -> dict:
+        smoke = load_preset("smoke")
+        preset = smoke.__class__(**{**smoke.__dict__, "datasets": {
+            "waterbirds": {**smoke.datasets["waterbirds"], "scale": scale}}})
+        cases = METHODS[method].cases
+        point = {"method": method, "attack": attack, "dataset": "waterbirds", "seed": 0,
+                 "case": "standard" if "standard" in cases else cases[0], **SMOKE_JOB_OVERRIDES.get(method, {})}
+        return resolve(point, preset, f"{method} x {attack}")
+
+    return make
+
+
 @pytest.fixture
 def run_cli(capsys):
     """Run the CLI in-process; returns (exit code, stdout, stderr)."""

@@ -5,27 +5,12 @@ counts). Only the key paths a Stage names as `runtime` (the final model's traini
 import pytest
 
 from artifact.attacks import ATTACKS
-from artifact.config import load_preset
 from artifact.experiments import execute
-from artifact.grid import resolve
 from artifact.methods import METHODS
 from artifact.stages import job_stages, known_part
 from artifact.store import Store, canonical
 
 PAIRS = [(m, a) for m in METHODS for a in ATTACKS]
-# Settings under which a method's stages differ from each other (smoke's FL defends with FedAvg, the baseline).
-OVERRIDES = {"fl": {"method.agg.name": "trimmed-mean"}}
-
-
-def smoke_job(method: str, attack: str, scale: float = 0.1) -> dict:
-    """One smoke job of the pair on a tenth of the synthetic Waterbirds (seconds)."""
-    smoke = load_preset("smoke")
-    preset = smoke.__class__(**{**smoke.__dict__, "datasets": {
-        "waterbirds": {**smoke.datasets["waterbirds"], "scale": scale}}})
-    cases = METHODS[method].cases
-    point = {"method": method, "attack": attack, "dataset": "waterbirds", "seed": 0,
-             "case": "standard" if "standard" in cases else cases[0], **OVERRIDES.get(method, {})}
-    return resolve(point, preset, f"{method} x {attack}")
 
 
 def _keys(stages, runtime: dict) -> set:
@@ -39,7 +24,7 @@ def test_every_registered_method_and_attack_is_covered():
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("method", "attack"), PAIRS)
-def test_the_store_writes_exactly_the_predicted_stage_keys(method, attack, tmp_path, monkeypatch):
+def test_the_store_writes_exactly_the_predicted_stage_keys(method, attack, tmp_path, monkeypatch, smoke_job):
     cfg = smoke_job(method, attack)
     asked, stage = [], Store.stage
 
