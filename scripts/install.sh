@@ -14,9 +14,9 @@
 #
 # What it runs (exact pins; --no-deps because the lock is the whole dependency closure):
 #   pip install --no-deps -r requirements.lock
-# and then makes the checkout importable as 'artifact' (a .pth file: an editable install without
-# a build backend, see step 2). It is idempotent and quick: a stamp file in the environment holds
-# the sha256 of requirements.lock, and when it matches (and the .pth is in place) pip is skipped.
+#   pip install --no-deps --no-build-isolation -e .    (the checkout, editable; step 2)
+# It is idempotent and quick: a stamp file in the environment holds the sha256 of requirements.lock,
+# and when it matches (and the editable install is this checkout's) pip is skipped.
 set -euo pipefail
 
 die() { echo "install.sh: error: $*" >&2; exit 1; }
@@ -88,23 +88,29 @@ if [[ $deps_only -eq 1 ]]; then
 fi
 
 # --- 2. the artifact package itself --------------------------------------------------------
-# Not 'pip install -e .': with --no-build-isolation that needs a build backend able to build an
-# editable wheel (setuptools >= 70.1, or setuptools + wheel), and neither is in the lock (a fresh
-# python3.11 venv bundles setuptools 65.5 without wheel, so it fails with "invalid command
-# 'bdist_wheel'"). A .pth file naming the checkout is what an editable install amounts to for a
-# pure-Python package without entry points; it needs no build tool and no unlocked version.
+# An editable install (pip install -e .), built offline by the lock's setuptools (--no-build-isolation,
+# --no-deps: nothing is fetched). Skipped when this environment already has it from this checkout; an
+# older install's oilwater-checkout.pth (a link without package metadata) is removed.
 [[ -f "$repo_root/artifact/__init__.py" ]] || die "no artifact/ package in $repo_root"
 site="$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-pth="$site/oilwater-checkout.pth"
+rm -f "$site/oilwater-checkout.pth"
 # find_spec from / so that the current directory cannot stand in for an install.
 installed_at() { (cd / && "$py" -c 'import importlib.util as u, os; s = u.find_spec("artifact"); print(os.path.dirname(s.origin) if s and s.origin else "")' 2>/dev/null) || true; }
-if [[ -f "$pth" && "$(cat "$pth")" == "$repo_root" && "$(installed_at)" == "$repo_root/artifact" ]]; then
-    say "package 'artifact' already links to $repo_root; skipping"
+editable_from() { (cd / && "$py" -c '
+import importlib.metadata as m, json
+try:
+    d = json.loads(m.distribution("oilwater").read_text("direct_url.json") or "{}")
+except m.PackageNotFoundError:
+    d = {}
+print(d.get("url", "") if d.get("dir_info", {}).get("editable") else "")' 2>/dev/null) || true; }
+if [[ "$(editable_from)" == "file://$repo_root" && "$(installed_at)" == "$repo_root/artifact" ]]; then
+    say "package 'oilwater' already installed editable from $repo_root; skipping"
 else
-    say "linking the artifact package: $pth -> $repo_root"
-    echo "$repo_root" > "$pth" || die "cannot write $pth (is $site writable? pass a VENV_DIR)"
+    say "installing the package editable from $repo_root (pip install --no-deps --no-build-isolation -e .)"
+    "${pip[@]}" --no-deps --no-build-isolation -q -e "$repo_root" \
+        || die "pip install -e $repo_root failed (see pip's message above; the build backend is requirements.lock's setuptools)"
     got="$(installed_at)"
     [[ "$got" == "$repo_root/artifact" ]] \
-        || die "after linking, 'import artifact' resolves to '${got:-nothing}', not $repo_root/artifact (an older install shadows it? pip uninstall oilwater)"
+        || die "after installing, 'import artifact' resolves to '${got:-nothing}', not $repo_root/artifact (an older install shadows it? pip uninstall oilwater)"
 fi
 say "done: $py imports artifact from $repo_root/artifact"
