@@ -355,7 +355,8 @@ def cmd_run(args) -> int:
         done = sum(store.is_done(j.id) for j in jobs)
         print(f"{args.target} (preset {args.preset}): {len(jobs)} jobs, {done} done, {len(jobs) - done} to run; "
               f"results in {store.root}")
-        print("\n".join(plan({name: _jobs(name, preset, args)[1] for name in names}, store)))
+        workers = args.jobs if args.executor == "local" else 1
+        print("\n".join(plan({name: _jobs(name, preset, args)[1] for name in names}, store, workers=workers)))
         return 0
     store = Store(root)
     for line in store.sweep():

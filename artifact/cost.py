@@ -1,10 +1,16 @@
-"""`--dry-run`: per target, jobs done, stages cached, and the compute left, priced by measured throughput.
+"""`--dry-run`: per target, jobs done, stages cached, and the compute left, priced from recorded wall times.
 
 Cost of a stage: it processes `epochs x (N x fraction + L x |E|)` training images plus its evaluation
 passes (val per epoch for model selection, test once); `estimate_images` turns that into numbers from the
 dataset's known split sizes. The price list is `bench/throughput.json` (written by
 `python bench/throughput.py --write-table`): images/s of our training step and of evaluation per
 `arch@size@device`. Stages come from artifact/stages.py; those shared between targets count once in the total.
+
+That table is measured once, at one batch size and under whatever load the machine had, so on its own it
+can be several times off (tiny: 5.36 CPU-h priced, 0.73 measured). Where the results folder holds finished
+jobs, their recorded wall times calibrate it: per `arch@size@device`, the jobs' total wall time over the
+table's price of their stages (each stage once, as the store computed it), which also carries what the
+table leaves out (data loading, evaluation batches, process start).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import json
 from pathlib import Path
 
 from artifact.config import ROOT
+from artifact.errors import UserError
 from artifact.stages import Stage, job_stages
 
 THROUGHPUT = ROOT / "bench" / "throughput.json"
@@ -64,17 +71,45 @@ def load_throughput(path: Path = THROUGHPUT) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _rate(table: dict, stage: Stage, device: str) -> dict | None:
-    return table.get(f"{stage.key['model']['arch']}@{stage.key['dataset']['size']}@{device}")
+def _rate_key(stage: Stage, device: str) -> str:
+    return f"{stage.key['model']['arch']}@{stage.key['dataset']['size']}@{device}"
 
 
 def stage_hours(stage: Stage, table: dict, device: str) -> float | None:
-    """Hours of one stage on `device` ("cuda" or "cpu"), or None without a measured rate."""
-    rate = _rate(table, stage, device)
+    """Hours of one stage on `device` ("cuda" or "cpu"), or None without a measured rate; a rate with a
+    `factor` (from `calibrate`) is scaled by it."""
+    rate = table.get(_rate_key(stage, device))
     if rate is None:
         return None
     train, evals = estimate_images(stage, split_sizes(stage.key["dataset"]))
-    return (train / rate["train_img_s"] + evals / rate["eval_img_s"]) / 3600
+    return (train / rate["train_img_s"] + evals / rate["eval_img_s"]) / 3600 * rate.get("factor", 1.0)
+
+
+def calibrate(store, table: dict) -> dict:
+    """`table` with a `factor` per arch@size@device: the recorded wall time of the finished jobs in `store`
+    over the table's price of their stages (each once). Rates without finished jobs are left as they are."""
+    groups = {}  # rate key -> [recorded seconds, jobs, {stage id: stage}]
+    for path in sorted(store.root.glob("jobs/*/result.json")):
+        result = store.load_result(path.parent.name)
+        if result is None:
+            continue
+        device = "cuda" if str(result.get("runtime", {}).get("device", "cpu")).startswith("cuda") else "cpu"
+        try:
+            stages = job_stages(result["config"])
+        except (UserError, KeyError):  # a plugin this checkout does not have
+            continue
+        if not stages:
+            continue
+        group = groups.setdefault(_rate_key(stages[0], device), [0.0, 0, {}, device])
+        group[0] += float(result.get("timing", {}).get("wall_s") or 0.0)
+        group[1] += 1
+        group[2].update({s.id: s for s in stages})
+    out = dict(table)
+    for key, (wall_s, jobs, stages, device) in groups.items():
+        priced = sum(stage_hours(s, table, device) or 0.0 for s in stages.values())
+        if key in table and priced > 0 and wall_s > 0:
+            out[key] = {**table[key], "factor": wall_s / 3600 / priced, "recorded_jobs": jobs}
+    return out
 
 
 def _cached(store, stage: Stage) -> bool:
@@ -82,9 +117,10 @@ def _cached(store, stage: Stage) -> bool:
     return stage.kind not in ("fit", "job") and store.stage_path(stage.kind, stage.key).is_file()
 
 
-def plan(targets: dict, store, table: dict | None = None) -> list[str]:
-    """Lines for `--dry-run`: `targets` maps a target name to its jobs."""
-    table = load_throughput() if table is None else table
+def plan(targets: dict, store, table: dict | None = None, workers: int = 1) -> list[str]:
+    """Lines for `--dry-run`: `targets` maps a target name to its jobs; priced by `table` (default:
+    bench/throughput.json) calibrated on the finished jobs in `store`; `workers` share the total."""
+    table = calibrate(store, load_throughput() if table is None else table)
     lines, total, seen = [], {}, set()
     for name, jobs in targets.items():
         done_ids = {j.id for j in jobs if store.is_done(j.id)}
@@ -104,7 +140,14 @@ def plan(targets: dict, store, table: dict | None = None) -> list[str]:
         lines.append(f"  {name:<9} {len(jobs):>4} jobs, {len(done_ids):>4} done, {len(stages) - len(todo):>4}/"
                      f"{len(stages):<4} stages cached; left: {_fmt(cost)}"
                      + (f" (+{opaque} jobs without a stage description)" if opaque else ""))
-    lines.append(f"  total (shared stages once): {_fmt(total)}")
+    wall = sum(total.get(u, 0.0) for u in ("GPU-h", "CPU-h")) / workers
+    lines.append(f"  total (shared stages once): {_fmt(total)}"
+                 + (f"; about {_duration(wall)} of wall time with {workers} workers" if workers > 1 and wall else ""))
+    recorded = {k: v for k, v in table.items() if "factor" in v}
+    lines.append("  priced from recorded wall times: " + ", ".join(
+        f"{k} x{v['factor']:.3g} of bench/throughput.json ({v['recorded_jobs']} finished jobs)" for k, v in recorded.items())
+        if recorded else "  priced from bench/throughput.json alone (no finished job in the results folder to "
+                         "calibrate it on; it can be several times off, docs/bench.md)")
     if total.get("unpriced"):
         lines.append("  unpriced: no measured rate for their arch@size@device in bench/throughput.json; on that "
                      "machine run `python bench/throughput.py --arch A --size S --write-table bench/throughput.json`")
@@ -124,6 +167,11 @@ def _price(stages: list[Stage], table: dict) -> dict:
         else:
             out["unpriced"] = out.get("unpriced", 0) + 1
     return out
+
+
+def _duration(hours: float) -> str:
+    minutes = round(hours * 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{max(minutes, 1)} min"
 
 
 def _fmt(cost: dict) -> str:
