@@ -84,3 +84,13 @@ def test_cli_errors_are_one_line(run_cli, argv, message):
     assert code == 2
     assert err.startswith(message), err
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_presets_write_the_combined_methods_sections_once_as_yaml_aliases():
+    """epic_jtt and strip reuse the jtt / epic sections by alias, so a recipe is changed in one place."""
+    from pathlib import Path
+
+    presets = Path(__file__).resolve().parents[1] / "configs" / "presets"
+    for name in ("paper", "quick", "preflight", "smoke"):
+        text = (presets / f"{name}.yaml").read_text()
+        assert text.count("jtt: *jtt") == 2 and text.count("epic: *epic") == 1, name
