@@ -28,7 +28,7 @@ class Registry(MutableMapping):
         self.kind, self.package = kind, package
         self._objs: dict = {}
         self._index: dict[str, str] | None = None  # name -> module that registers it (not yet imported)
-        self._plugins_loaded = False
+        self._plugins_seen = ""  # the $OILWATER_PLUGINS already imported (a changed value imports again)
 
     def register(self, name: str):
         def deco(obj):
@@ -54,9 +54,10 @@ class Registry(MutableMapping):
         module = self._modules().get(name)
         if module is not None and name not in self._objs:
             _import(module, f"{self.kind} {name!r}")
-        if name not in self._objs and not self._plugins_loaded:
-            self._plugins_loaded = True
+        plugins = os.environ.get("OILWATER_PLUGINS", "")
+        if name not in self._objs and plugins != self._plugins_seen:
             load_plugins()
+            self._plugins_seen = plugins
 
     def __getitem__(self, name: str):
         self._load(name)

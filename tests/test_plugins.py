@@ -1,0 +1,52 @@
+"""A new method is one file: tests/plugins/toy_method.py, loaded through OILWATER_PLUGINS with a table of
+its own (OILWATER_CONFIGS), runs through a smoke grid, --dry-run, the checker and status; no file of the
+artifact is edited."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TOY = Path(__file__).resolve().parent / "plugins" / "toy_method.py"
+TABLE = """title: "Toy: a method from tests/plugins"
+description: toy method under no attack and DLBD
+rows: [method, attack]
+metrics: [acc, wga]
+grid:
+  - {method: toy, dataset: waterbirds, attack: [none, dlbd]}
+"""
+
+
+@pytest.fixture
+def toy_configs(tmp_path, monkeypatch):
+    configs = tmp_path / "configs"
+    shutil.copytree(ROOT / "configs" / "presets", configs / "presets")
+    (configs / "table99.yaml").write_text(TABLE)
+    monkeypatch.setenv("OILWATER_CONFIGS", str(configs))
+    monkeypatch.setenv("OILWATER_PLUGINS", str(TOY))
+    return tmp_path
+
+
+def test_an_unknown_plugin_file_is_one_line(monkeypatch, run_cli, toy_configs):
+    monkeypatch.setenv("OILWATER_PLUGINS", str(toy_configs / "missing.py"))
+    code, _, err = run_cli("table99", "--preset", "smoke", "--dry-run", "--results", str(toy_configs / "r"))
+    assert code == 2 and "OILWATER_PLUGINS:" in err and "missing.py: file not found" in err
+
+
+@pytest.mark.slow
+def test_a_toy_method_from_tests_runs_through_grid_dry_run_checker_and_status(run_cli, toy_configs):
+    results = str(toy_configs / "results")
+    code, out, _ = run_cli("--list")
+    assert code == 0 and "table99" in out and "6 (tiny)" in out  # 2 attacks x 3 seeds
+    code, out, _ = run_cli("table99", "--preset", "smoke", "--dry-run", "--results", results)
+    assert code == 0 and "table99" in out and "0/2" in out and "without a stage description" not in out
+    code, out, err = run_cli("table99", "--preset", "smoke", "--results", results, "--jobs", "1", "--threads", "1")
+    assert code == 0, err[-2000:]
+    assert "SANE" in out and "NOT SANE" not in out
+    code, out, _ = run_cli("check", "table99", "--preset", "smoke", "--results", results)
+    assert code == 0 and "SANE" in out
+    code, out, _ = run_cli("status", "table99", "--preset", "smoke", "--results", results)
+    assert code == 0 and "2 done" in out
+    code, out, _ = run_cli("table99", "--preset", "smoke", "--dry-run", "--results", results)
+    assert code == 0 and "2 done" in out and "priced from recorded wall times" in out
