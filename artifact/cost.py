@@ -21,6 +21,7 @@ from pathlib import Path
 from artifact.config import ROOT
 from artifact.errors import UserError
 from artifact.stages import Stage, job_stages
+from artifact.store import PREPARE_TIMING
 
 THROUGHPUT = ROOT / "bench" / "throughput.json"
 ASSUMPTIONS = ("assumes: images = epochs x (N + L x |E|) + val pass per epoch + test pass, |E| ~ the LRG share of N, "
@@ -101,7 +102,7 @@ def calibrate(store, table: dict) -> dict:
         if not stages:
             continue
         group = groups.setdefault(_rate_key(stages[0], device), [0.0, 0, {}, device])
-        group[0] += float(result.get("timing", {}).get("wall_s") or 0.0)
+        group[0] += float(result.get("timing", {}).get("wall_s") or 0.0) + _prepare_wall_s(path.parent)
         group[1] += 1
         group[2].update({s.id: s for s in stages})
     out = dict(table)
@@ -115,6 +116,14 @@ def calibrate(store, table: dict) -> dict:
 def _cached(store, stage: Stage) -> bool:
     """A stage with a real key (not `fit`, which is keyed by runtime positions) whose file exists."""
     return stage.kind not in ("fit", "job") and store.stage_path(stage.kind, stage.key).is_file()
+
+
+def _prepare_wall_s(folder: Path) -> float:
+    """Seconds the job's shared stages took in wave 1 (before the job itself ran), 0 if not recorded."""
+    try:
+        return float(json.loads((folder / PREPARE_TIMING).read_text())["wall_s"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0
 
 
 def plan(targets: dict, store, table: dict | None = None, workers: int = 1) -> list[str]:
@@ -170,8 +179,11 @@ def _price(stages: list[Stage], table: dict) -> dict:
 
 
 def _duration(hours: float) -> str:
-    minutes = round(hours * 60)
-    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{max(minutes, 1)} min"
+    seconds = round(hours * 3600)
+    if seconds < 60:
+        return f"{max(seconds, 1)} s"
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
 
 
 def _fmt(cost: dict) -> str:

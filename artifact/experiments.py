@@ -6,6 +6,7 @@ computes only a job's shared stages, so executors can run those first, once each
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import platform
@@ -28,7 +29,7 @@ from artifact.logs import LOG, job_log
 from artifact.methods import METHODS
 from artifact.models import build_model
 from artifact.stages import clean_cfg, fit_key, stage_key
-from artifact.store import Store, content_hash, derive_seed
+from artifact.store import PREPARE_TIMING, Store, atomic_write_json, content_hash, derive_seed
 from artifact.train import Runtime, predict, prepare, train
 
 
@@ -210,8 +211,10 @@ def _runtime(store: Store, rt: dict) -> Runtime:
 
 
 def prepare_job(cfg: dict, results: str, rt: dict, data_root: str | None = None) -> dict:
-    """Compute the stages this job shares with its sibling cases (e.g. JTT's identification)."""
+    """Compute the stages this job shares with its sibling cases (e.g. JTT's identification); their wall
+    time goes to the job's prepare.json (the dry run's calibration counts it with the job's own)."""
     store, jid = Store(results), job_id(cfg)
+    t0 = time.time()
     try:
         with job_log(store.job_dir(jid)):
             LOG.info("job %s: shared stages of %s x %s", jid, cfg["method"]["name"], cfg["attack"]["name"])
@@ -221,6 +224,8 @@ def prepare_job(cfg: dict, results: str, rt: dict, data_root: str | None = None)
     except Exception as e:
         return _failure(store, jid, "stage-error.txt", e)
     (store.job_dir(jid) / "stage-error.txt").unlink(missing_ok=True)  # an earlier attempt's
+    with contextlib.suppress(OSError):  # only a price hint: a full disk must not fail the stages
+        atomic_write_json(store.job_dir(jid) / PREPARE_TIMING, {"wall_s": round(time.time() - t0, 2)})
     return {"id": jid, "status": "done"}
 
 

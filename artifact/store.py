@@ -177,6 +177,9 @@ def result_problem(job_id: str, raw: bytes) -> tuple[dict | None, str | None]:
     return result, None
 
 
+PREPARE_TIMING = "prepare.json"  # jobs/<id>/: the wall time of the job's shared stages (experiments.prepare_job)
+
+
 class Store:
     """The results folder: jobs/<id>/result.json, stages/<kind>/<key>.pt, tables/<preset>/.
 

@@ -60,6 +60,12 @@ class Runtime:
         return numerics(self.device, torch.get_num_threads())
 
 
+def runtime_settings(device: str, threads: int) -> dict:
+    """The Runtime of a run on `device` (resolved: cpu, cuda or cuda:N): deterministic on the CPU, where the
+    numbers are bit-identical for a thread count; cuDNN autotuning on CUDA, where they are not anyway."""
+    return {"device": device, "deterministic": not device.startswith("cuda"), "threads": threads}
+
+
 def numerics(device: str, threads: int) -> dict:
     """On the CPU a run is bit-identical for a given thread count and drifts apart for another; on CUDA
     (bf16, cuDNN autotuning) the thread count does not matter but the device type does."""

@@ -83,19 +83,26 @@ def test_dry_run_prints_cost_per_target_and_its_assumptions(run_cli, tmp_path):
 
 def test_dry_run_is_priced_from_the_recorded_wall_times_of_finished_jobs(tmp_path, smoke_job):
     """Finished jobs calibrate the throughput table: priced with it, their own stages cost exactly their
-    recorded wall time, and --dry-run says what it was priced from."""
+    recorded wall time (the job's and its wave-1 shared stages'), and --dry-run says what it was priced from."""
+    import json
+
     from artifact.cost import calibrate, stage_hours
+    from artifact.experiments import prepare_job
+    from artifact.store import PREPARE_TIMING
 
     table = {"smallcnn@32@cpu": {"train_img_s": 100.0, "eval_img_s": 300.0}}
     store = Store(tmp_path, numerics("cpu", 1))
     assert "bench/throughput.json alone" in "\n".join(plan({"t": []}, store, table))
     cfg = smoke_job("jtt", "dlbd", scale=0.05)
+    assert prepare_job(cfg, str(tmp_path), {"device": "cpu", "threads": 1})["status"] == "done"  # wave 1: jtt-id
     out = execute(cfg, str(tmp_path), {"device": "cpu", "threads": 1})
     assert out["status"] == "done"
+    wall_s = store.load_result(out["id"])["timing"]["wall_s"]
+    wall_s += json.loads((store.job_dir(out["id"]) / PREPARE_TIMING).read_text())["wall_s"]
     calibrated = calibrate(store, table)
     rate = calibrated["smallcnn@32@cpu"]
     assert rate["recorded_jobs"] == 1 and rate["factor"] > 0
     priced = sum(stage_hours(s, calibrated, "cpu") for s in {s.id: s for s in job_stages(cfg)}.values())
-    assert priced * 3600 == pytest.approx(store.load_result(out["id"])["timing"]["wall_s"], rel=1e-6)
+    assert priced * 3600 == pytest.approx(wall_s, rel=1e-6)
     lines = "\n".join(plan({"t": []}, store, table))
     assert "priced from recorded wall times: smallcnn@32@cpu x" in lines and "(1 finished jobs)" in lines

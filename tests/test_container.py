@@ -316,21 +316,21 @@ def test_weights_build_arg():
 
 
 def test_missing_weights_message(monkeypatch, tmp_path):
-    from artifact import cli
+    from artifact import pipeline
     from artifact.errors import UserError
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     job = types.SimpleNamespace(cfg={"model": {"arch": "resnet18", "pretrained": True}, "dataset": {}})
     monkeypatch.setenv("OILWATER_IN_IMAGE", "1")
     with pytest.raises(UserError) as e:
-        cli.preflight([job], str(tmp_path))
+        pipeline.preflight([job], str(tmp_path))
     message = str(e.value)
     assert "\n" not in message
     assert f"-v /path/to/checkpoints:{tmp_path}/hub/checkpoints:ro" in message  # a volume ...
     assert "rebuild the image without --build-arg OILWATER_WEIGHTS=skip" in message  # ... or a rebuild
     monkeypatch.delenv("OILWATER_IN_IMAGE")
     with pytest.raises(UserError, match="download https://download.pytorch.org/models/resnet18-f37072fd.pth"):
-        cli.preflight([job], str(tmp_path))
+        pipeline.preflight([job], str(tmp_path))
 
 
 # --- CI's container build (tests/container/build-and-smoke.sh) ----------------------------------------------

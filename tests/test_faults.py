@@ -442,7 +442,7 @@ def test_a_full_disk_while_writing_tables_is_one_line_and_failures_still_print(f
                                                                                  monkeypatch):
     import errno
 
-    from artifact import cli, report
+    from artifact import cli, pipeline, report
     from artifact.store import Store
 
     def full(path, text):
@@ -453,9 +453,9 @@ def test_a_full_disk_while_writing_tables_is_one_line_and_failures_still_print(f
     code, out, err = run_cli("check", "table2", "--preset", "smoke", "--results", str(finished), *ONLY)
     assert code == 1 and "-> SANE" in out and "Traceback" not in err
     assert f"error: cannot write {finished}/tables/smoke/{STEM}.md: No space left on device (free space" in err
-    args = cli._parser().parse_args(["table2", "--preset", "smoke", "--results", str(finished), *ONLY])
+    args = cli.parse_args(["table2", "--preset", "smoke", "--results", str(finished), *ONLY])
     failed = [{"status": "failed", "job": "method=jtt case=ideal", "error": "OSError: disk full", "log": None}]
-    assert cli._finish(["table2"], cli._preset(args), args, Store(finished), failed) == 1
+    assert pipeline.finish(["table2"], pipeline.run_preset(args), args, Store(finished), failed) == 1
     err = capsys.readouterr().err
     assert "No space left on device" in err and "FAILED method=jtt case=ideal: OSError: disk full" in err
 
@@ -488,11 +488,11 @@ def test_data_synth_into_a_file_and_any_case_layout(run_cli, tmp_path):
 def test_corrupt_pretrained_weights_are_caught_before_the_run(tmp_path, monkeypatch):
     import torch
 
-    from artifact.cli import preflight
     from artifact.config import load_preset
     from artifact.errors import UserError
     from artifact.grid import expand, load_table
     from artifact.models import WEIGHT_FILES
+    from artifact.pipeline import preflight
 
     hub = tmp_path / "hub"
     (hub / "checkpoints").mkdir(parents=True)

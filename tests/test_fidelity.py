@@ -192,7 +192,7 @@ def test_george_fixed_k_fits_only_that_k_and_keys_its_own_stage():
 
 
 def test_the_epic_ablation_is_listed_and_not_part_of_all(run_cli):
-    from artifact.cli import _targets
+    from artifact.pipeline import targets as _targets
 
     code, out, _ = run_cli("--list")
     assert code == 0 and "ablation-epic" in out

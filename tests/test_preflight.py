@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from artifact.cli import _targets
 from artifact.config import DatasetCfg, load_preset
 from artifact.data.export import LOCATIONS, RENDER_SIZE, write_celeba, write_waterbirds
 from artifact.data.synthetic import build_synthetic
 from artifact.grid import expand, load_table, table_names
+from artifact.pipeline import targets as _targets
 
 # Per split, per group (g0..g3): the fewest images that every code path accepts, so that `all` fits a
 # CI budget at 224 px on the CPU. Waterbirds train >= 25 (preflight's FL users); test holds 5 GM targets
@@ -91,9 +91,9 @@ def test_missing_weights_without_the_flag_is_the_usual_one_line_error(tmp_path, 
 
 
 def test_random_init_rewrites_only_the_jobs_whose_weights_are_missing(tmp_path, monkeypatch):
-    from artifact.cli import random_init_notice
     from artifact.grid import random_init
     from artifact.models import missing_weights, weight_path
+    from artifact.pipeline import random_init_notice
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     weight_path("resnet18").parent.mkdir(parents=True)

@@ -22,6 +22,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 import torch
 
+from artifact.executors import describe, waves
 from artifact.executors.progress import Progress
 from artifact.experiments import execute, prepare_job
 
@@ -49,10 +50,6 @@ def _call(fn: str, cfg: dict, results: str, rt: dict, data_root, git) -> dict:
     if fn == "prepare":
         return prepare_job(cfg, results, rt, data_root)
     return execute(cfg, results, rt, data_root, git)
-
-
-def describe(job) -> str:
-    return " ".join(f"{k}={v}" for k, v in job.labels.items())
 
 
 def cpu_count() -> int:
@@ -111,10 +108,7 @@ def run_local(jobs, store, rt: dict, workers: int = 1, data_root=None, git=None)
     pending = [j for j in jobs if not store.is_done(j.id)]
     if not pending:
         return []
-    # Wave 1: the stages shared by a job's sibling cases, one representative each.
-    reps = list({j.share_key: j for j in pending}.values())
-    # Wave 2 in case-major order, so jobs that may share a trained model do not run side by side.
-    order = sorted(pending, key=lambda j: (str(j.labels.get("case")), j.labels.get("seed", 0)))
+    reps, order = waves(pending)
     workers = max(1, min(workers, len(pending)))
     statuses = []
     old_term = signal.getsignal(signal.SIGTERM)
@@ -155,3 +149,13 @@ def run_local(jobs, store, rt: dict, workers: int = 1, data_root=None, git=None)
             signal.signal(signal.SIGTERM, old_term)
         pool.shutdown(wait=True, cancel_futures=True)
     return statuses
+
+
+class Local:
+    """The local executor: `workers` processes on this machine."""
+
+    def __init__(self, workers: int = 1):
+        self.workers = workers
+
+    def run(self, jobs, store, rt: dict, data_root=None, git=None) -> list[dict]:
+        return run_local(jobs, store, rt, self.workers, data_root, git)

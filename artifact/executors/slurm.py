@@ -31,7 +31,7 @@ import yaml
 
 from artifact.config import ROOT, build, config_dir, read_yaml
 from artifact.errors import UserError
-from artifact.executors.local import describe
+from artifact.executors import describe, waves
 from artifact.executors.progress import Progress
 from artifact.experiments import execute, prepare_job
 from artifact.jobstate import SUBMISSION, job_state, slurm_queue
@@ -94,12 +94,12 @@ class Task(submitit.helpers.Checkpointable):
 
     def __call__(self, fn: str, cfg: dict, results: str, rt: dict, data_root, git) -> dict:
         import artifact
-        from artifact.train import auto_device
+        from artifact.train import auto_device, runtime_settings
 
         print(f"oilwater code: {Path(artifact.__file__).parent}", file=sys.stderr, flush=True)  # the snapshot
         device = auto_device() if rt["device"] == "auto" else rt["device"]
         threads = int(rt.get("threads") or os.environ.get("SLURM_CPUS_PER_TASK") or 0)  # --threads, else the task's CPUs
-        rt = {**rt, "device": device, "deterministic": not device.startswith("cuda"), "threads": threads}
+        rt = runtime_settings(device, threads)
         if fn == "prepare":
             return prepare_job(cfg, results, rt, data_root)
         return execute(cfg, results, rt, data_root, git)
@@ -208,10 +208,8 @@ def run_slurm(jobs, store, rt: dict, cluster: ClusterCfg, data_root=None, git=No
     if pending:
         code = snapshot(folder / "code")
         chunk = max_array_size(cluster)
-        reps = list({j.share_key: j for j in pending}.values())
+        reps, order = waves(pending)
         stages = _submit(_executor(cluster, folder, code, "stages", None), "prepare", reps, args, chunk)
-        # Case-major order, as the local executor, so tasks that may share a trained model do not run side by side.
-        order = sorted(pending, key=lambda j: (str(j.labels.get("case")), j.labels.get("seed", 0)))
         dependency = "afterany:" + ":".join(_array_ids(stages))
         submitted = _submit(_executor(cluster, folder, code, "jobs", dependency), "run", order, args, chunk)
         for job, handle in submitted:
@@ -260,3 +258,13 @@ def _collect(jobs, store, stages, poll_s: float, t0: float) -> list[dict]:
             statuses.append({"id": job.id, "job": describe(job), "status": "failed", "log": str(err),
                              "error": f"stage: {err.read_text().strip().splitlines()[-1]}"})
     return statuses
+
+
+class Slurm:
+    """The SLURM executor: submitit job arrays on `cluster` (a ClusterCfg)."""
+
+    def __init__(self, cluster: ClusterCfg):
+        self.cluster = cluster
+
+    def run(self, jobs, store, rt: dict, data_root=None, git=None) -> list[dict] | None:
+        return run_slurm(jobs, store, rt, self.cluster, data_root, git)
