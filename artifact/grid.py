@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from artifact.attacks import ATTACKS
 from artifact.config import DatasetCfg, ModelCfg, Preset, TrainCfg, build, config_dir, read_yaml
 from artifact.errors import UserError
 from artifact.methods import METHODS
-from artifact.store import content_hash
+from artifact.store import atomic_write_json, content_hash
 
 CORE_AXES = ("method", "dataset", "attack", "case")
 SECTIONS = ("method", "attack", "model", "dataset")
@@ -264,3 +265,39 @@ def random_init(jobs: list[Job]) -> list[Job]:
     missing = missing_weights({j.cfg["model"]["arch"] for j in jobs if j.cfg["model"]["pretrained"]})
     return [Job(j.labels, {**j.cfg, "model": {**j.cfg["model"], "pretrained": False}})
             if j.cfg["model"]["pretrained"] and j.cfg["model"]["arch"] in missing else j for j in jobs]
+
+
+def table_stem(name: str, only: list[str], seeds: int | None, preset_seeds: int) -> str:
+    """Output file name of a table: a run filtered with --only or another --seeds gets its own name, so it
+    never overwrites the full table."""
+    parts = []
+    if only:
+        parts.append("only." + "+".join(sorted(only)))
+    if seeds is not None and seeds != preset_seeds:
+        parts.append(f"seeds-{seeds}")
+    return ".".join([name, *(re.sub(r"[^A-Za-z0-9._=+-]", "_", p) for p in parts)])
+
+
+def job_index_path(root: Path, preset_name: str, stem: str) -> Path:
+    """Where a run records the jobs of one target (`tables/<preset>/<stem>.jobs.json`)."""
+    return Path(root) / "tables" / preset_name / f"{stem}.jobs.json"
+
+
+def save_job_index(path: Path, jobs: list[Job]) -> None:
+    """The jobs a run planned for a target, each with its table labels and full config: the results folder
+    describes itself, so `check`, `status` and the report read what was run, whatever the preset or table
+    files say now (a changed default would otherwise turn finished results into MISSING)."""
+    atomic_write_json(path, {"jobs": [{"id": j.id, "labels": j.labels, "config": j.cfg} for j in jobs]})
+
+
+def load_job_index(path: Path) -> list[Job] | None:
+    """The jobs of `save_job_index`, or None: no index (a results folder of an older run) or a damaged one
+    (then the grid is expanded as before)."""
+    try:
+        entries = json.loads(path.read_text())["jobs"]
+        jobs = [Job(e["labels"], e["config"]) for e in entries]
+        if all(j.id == e["id"] for j, e in zip(jobs, entries, strict=True)):
+            return jobs
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None

@@ -46,11 +46,16 @@ def targets(target: str) -> list[str]:
     return [target]
 
 
-def _jobs(name: str, preset, args):
-    """(table, its jobs after --only). With target `all`, a table that --only excludes has no jobs."""
-    from artifact.grid import expand, filter_jobs, load_table
+def _jobs(name: str, preset, args, results: Path | None = None):
+    """(table, its jobs after --only). With target `all`, a table that --only excludes has no jobs. With
+    `results`, the jobs a run of this target recorded there (grid.save_job_index), where it did."""
+    from artifact.grid import expand, filter_jobs, job_index_path, load_job_index, load_table
 
     table = load_table(name)
+    if results is not None:
+        recorded = load_job_index(job_index_path(results, args.preset, _stem(name, preset, args)))
+        if recorded is not None:
+            return table, recorded
     try:
         jobs = filter_jobs(expand(table, preset, args.seeds), args.only)
     except UserError:
@@ -125,14 +130,9 @@ def _device(args) -> str:
 
 
 def _stem(name: str, preset, args) -> str:
-    """Output file name of a table: a run filtered with --only or another --seeds gets its own name, so it
-    never overwrites the full table."""
-    parts = []
-    if args.only:
-        parts.append("only." + "+".join(sorted(args.only)))
-    if args.seeds is not None and args.seeds != preset.seeds:
-        parts.append(f"seeds-{args.seeds}")
-    return ".".join([name, *(re.sub(r"[^A-Za-z0-9._=+-]", "_", p) for p in parts)])
+    from artifact.grid import table_stem
+
+    return table_stem(name, args.only, args.seeds, preset.seeds)
 
 
 def _validate_expected(names) -> None:
@@ -168,7 +168,7 @@ def _summaries(names, preset, args, store) -> bool:
     ok_all = True
     out_dir = store.root / "tables" / args.preset
     for name in names:
-        table, jobs = _jobs(name, preset, args)
+        table, jobs = _jobs(name, preset, args, store.root)
         if not jobs:
             continue
         n_seeds = args.seeds if args.seeds is not None else preset.seeds
@@ -318,6 +318,10 @@ def run(args) -> int:
     done = sum(store.is_done(j.id) for j in jobs)
     data_root = str(user_path(args.data_root))
     preflight([j for j in jobs if not store.is_done(j.id)], data_root)
+    from artifact.grid import job_index_path, save_job_index
+
+    for name in names:  # the results folder records what this run is made of (check reads it back)
+        save_job_index(job_index_path(store.root, args.preset, _stem(name, preset, args)), _jobs(name, preset, args)[1])
     cluster = None
     if args.executor == "slurm":
         from artifact.executors.slurm import load_cluster
@@ -394,7 +398,7 @@ def status(args) -> int:
         print("(squeue did not answer: SLURM tasks are shown by their markers only)", file=sys.stderr)
     failed = 0
     for name in names:
-        _, jobs = _jobs(name, preset, args)
+        _, jobs = _jobs(name, preset, args, store.root)
         counts, lines = dict.fromkeys(STATES, 0), []
         for j in jobs:
             state = job_state(store, j.id, queue or {})

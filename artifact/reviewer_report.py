@@ -28,7 +28,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 from artifact import check, figures, report  # noqa: E402
 from artifact.config import PRESETS, load_preset  # noqa: E402
 from artifact.errors import UserError  # noqa: E402
-from artifact.grid import expand, filter_jobs, load_table, table_names  # noqa: E402
+from artifact.grid import (  # noqa: E402
+    expand,
+    filter_jobs,
+    job_index_path,
+    load_job_index,
+    load_table,
+    table_names,
+    table_stem,
+)
 from artifact.grid import random_init as random_init_jobs  # noqa: E402
 from artifact.store import Store, atomic_write_bytes, atomic_write_text  # noqa: E402
 
@@ -183,9 +191,11 @@ def collect_targets(store: Store, preset_name: str, seeds: int | None = None, on
     run, not_run = [], []
     for name in table_names():
         table = load_table(name)
+        jobs = load_job_index(job_index_path(store.root, preset_name, table_stem(name, list(only), seeds, preset.seeds)))
         try:
-            jobs = filter_jobs(expand(table, preset, seeds), list(only))
-            jobs = random_init_jobs(jobs) if random_init else jobs
+            if jobs is None:  # no run recorded its jobs here (an older results folder): the grid as it is now
+                jobs = filter_jobs(expand(table, preset, seeds), list(only))
+                jobs = random_init_jobs(jobs) if random_init else jobs
         except UserError:  # a filter key this target does not have: the target is outside the filter
             jobs = []
         t = _target(table, jobs, store, preset, preset_name, n_seeds, bool(only)) if jobs else None

@@ -50,3 +50,26 @@ def test_a_toy_method_from_tests_runs_through_grid_dry_run_checker_and_status(ru
     assert code == 0 and "2 done" in out
     code, out, _ = run_cli("table99", "--preset", "smoke", "--dry-run", "--results", results)
     assert code == 0 and "2 done" in out and "priced from recorded wall times" in out
+
+
+@pytest.mark.slow
+def test_results_describe_themselves_a_changed_preset_default_keeps_them(run_cli, toy_configs):
+    """The run records its jobs (labels, configs) in the results folder; check and status read them, so a
+    preset edited after the run does not turn finished results into MISSING."""
+    import yaml
+
+    results = str(toy_configs / "results")
+    code, _, err = run_cli("table99", "--preset", "smoke", "--results", results, "--jobs", "1", "--threads", "1",
+                           "--only", "attack=none")
+    assert code == 0, err[-2000:]
+    smoke = toy_configs / "configs" / "presets" / "smoke.yaml"
+    data = yaml.safe_load(smoke.read_text())
+    data["methods"]["toy"] = {"final": {"epochs": 3}}  # a new default: other job ids from now on
+    smoke.write_text(yaml.safe_dump(data))
+    code, out, _ = run_cli("check", "table99", "--preset", "smoke", "--results", results, "--only", "attack=none")
+    assert code == 0 and "0 MISSING -> SANE" in out
+    code, out, _ = run_cli("status", "table99", "--preset", "smoke", "--results", results, "--only", "attack=none")
+    assert code == 0 and "1 done" in out
+    (toy_configs / "results" / "tables" / "smoke" / "table99.only.attack=none.jobs.json").unlink()
+    code, out, _ = run_cli("status", "table99", "--preset", "smoke", "--results", results, "--only", "attack=none")
+    assert code == 0 and "1 pending" in out  # without the record: the grid as the files say now
