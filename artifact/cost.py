@@ -115,7 +115,7 @@ def calibrate(store, table: dict) -> dict:
 
 def _cached(store, stage: Stage) -> bool:
     """A stage with a real key (not `fit`, which is keyed by runtime positions) whose file exists."""
-    return stage.kind not in ("fit", "job") and store.stage_path(stage.kind, stage.key).is_file()
+    return stage.kind != "fit" and store.stage_path(stage.kind, stage.key).is_file()
 
 
 def _prepare_wall_s(folder: Path) -> float:
@@ -133,11 +133,9 @@ def plan(targets: dict, store, table: dict | None = None, workers: int = 1) -> l
     lines, total, seen = [], {}, set()
     for name, jobs in targets.items():
         done_ids = {j.id for j in jobs if store.is_done(j.id)}
-        stages, opaque = {}, 0
+        stages = {}
         for job in jobs:
-            described = job_stages(job.cfg)
-            opaque += described is None
-            for s in described or []:
+            for s in job_stages(job.cfg):
                 stages[s.id] = (s, stages.get(s.id, (s, False))[1] or job.id in done_ids)
         todo = [s for s, done in stages.values() if not done and not _cached(store, s)]
         cost = _price(todo, table)
@@ -147,8 +145,7 @@ def plan(targets: dict, store, table: dict | None = None, workers: int = 1) -> l
                 for device, h in _price([s], table).items():
                     total[device] = total.get(device, 0.0) + h
         lines.append(f"  {name:<9} {len(jobs):>4} jobs, {len(done_ids):>4} done, {len(stages) - len(todo):>4}/"
-                     f"{len(stages):<4} stages cached; left: {_fmt(cost)}"
-                     + (f" (+{opaque} jobs without a stage description)" if opaque else ""))
+                     f"{len(stages):<4} stages cached; left: {_fmt(cost)}")
     wall = sum(total.get(u, 0.0) for u in ("GPU-h", "CPU-h")) / workers
     lines.append(f"  total (shared stages once): {_fmt(total)}"
                  + (f"; about {_duration(wall)} of wall time with {workers} workers" if workers > 1 and wall else ""))

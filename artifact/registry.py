@@ -19,6 +19,7 @@ from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 
 from artifact.errors import UserError
+from artifact.protocols import conformance_problem
 
 REGISTERS = re.compile(r"""\.register\(\s*["']([^"']+)["']""")
 
@@ -34,6 +35,9 @@ class Registry(MutableMapping):
         def deco(obj):
             if name in self._objs:
                 raise ValueError(f"{self.kind} {name!r} registered twice")
+            problem = conformance_problem(self.kind, name, obj)
+            if problem:
+                raise UserError(f"{problem}; add it to the plugin")
             self._objs[name] = obj
             return obj
 

@@ -77,19 +77,12 @@ def known_part(key: dict, runtime: tuple[str, ...]) -> dict:
     return out
 
 
-def job_stages(cfg: dict) -> list[Stage] | None:
-    """Every stage job `cfg` needs (its attack's, its method's, and the clean reference's); None if a part
-    has no `stages` description."""
+def job_stages(cfg: dict) -> list[Stage]:
+    """Every stage job `cfg` needs: its attack's, its method's, and the clean reference's (every plugin
+    describes its stages: artifact/protocols.py)."""
     method, attack = METHODS[cfg["method"]["name"]], ATTACKS[cfg["attack"]["name"]]
-    if not hasattr(method, "stages"):
-        return None
     params = build(method.Params, cfg["method"]["params"], "method.params")
-    out = []
-    if cfg["attack"]["name"] != "none":
-        if not hasattr(attack, "stages") and hasattr(attack, "poison_with_context"):
-            return None  # an attack that trains or caches but does not say how
-        if hasattr(attack, "stages"):
-            out += attack.stages(cfg, build(attack.Params, cfg["attack"]["params"], "attack.params"))
+    out = attack.stages(cfg, build(attack.Params, cfg["attack"]["params"], "attack.params"))
     out += method.stages(cfg, params, cfg["case"])
     if "clean_baseline" in cfg:  # Context.clean_asr's ERM model on the clean data
         out.append(fit_stage(clean_cfg(cfg), build(TrainCfg, cfg["clean_baseline"], "clean_baseline"), {"all": True},
@@ -101,13 +94,9 @@ def job_stages(cfg: dict) -> list[Stage] | None:
 
 def sharing(jobs) -> dict:
     """Stage counts over `jobs`: naive (every job computes all its stages) vs shared (unique keys)."""
-    naive, unique, undescribed = {}, {}, set()
+    naive, unique = {}, {}
     for job in jobs:
-        stages = job_stages(job.cfg)
-        if stages is None:
-            undescribed.add(job.cfg["method"]["name"] + "/" + job.cfg["attack"]["name"])
-            stages = [Stage("job", {"id": job.id})]  # opaque: one unit, shared with nothing
-        for s in stages:
+        for s in job_stages(job.cfg):
             naive[s.kind] = naive.get(s.kind, 0) + 1
             unique.setdefault(s.id, s)
     shared = {}
@@ -116,9 +105,8 @@ def sharing(jobs) -> dict:
     trainings = {"naive": sum(n for k, n in naive.items() if _trains(unique, k)),
                  "shared": sum(n for k, n in shared.items() if _trains(unique, k))}
     return {"jobs": len(jobs), "naive": naive, "shared": shared, "stages": {"naive": sum(naive.values()),
-            "shared": len(unique)}, "trainings": trainings, "undescribed": sorted(undescribed),
-            "unique": unique}
+            "shared": len(unique)}, "trainings": trainings, "unique": unique}
 
 
 def _trains(unique: dict, kind: str) -> bool:
-    return kind == "job" or any(s.train is not None for s in unique.values() if s.kind == kind)
+    return any(s.train is not None for s in unique.values() if s.kind == kind)

@@ -27,9 +27,8 @@ def count(targets: list[str], preset_name: str, seeds: int | None = None) -> dic
     out = sharing(jobs)
     unique = out.pop("unique")
     naive_images = sum(sum(estimate_images(s, split_sizes(job.cfg["dataset"]))) for job in jobs
-                       for s in job_stages(job.cfg) or [])
-    shared_images = sum(sum(estimate_images(s, split_sizes(s.key["dataset"]))) for s in unique.values()
-                        if s.kind != "job")
+                       for s in job_stages(job.cfg))
+    shared_images = sum(sum(estimate_images(s, split_sizes(s.key["dataset"]))) for s in unique.values())
     return {"preset": preset_name, "targets": targets, "distinct_jobs": len({j.id for j in jobs}), **out,
             "images": {"naive": round(naive_images), "shared": round(shared_images)}}
 
@@ -48,9 +47,6 @@ def render(r: dict) -> str:
     if im["naive"]:
         lines.append(f"images processed (estimate, train + eval): {im['naive']:.3g} -> {im['shared']:.3g} "
                      f"({100 * (1 - im['shared'] / im['naive']):.0f} % less)")
-    if r["undescribed"]:
-        lines.append("no stages() description (counted as one opaque unit per job, shared with nothing): "
-                     + ", ".join(r["undescribed"]))
     return "\n".join(lines)
 
 

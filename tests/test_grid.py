@@ -225,11 +225,11 @@ def test_a_broken_plugin_breaks_only_the_commands_that_use_it(tmp_path, monkeypa
     (pkg / "__init__.py").write_text("")
     (pkg / "good.py").write_text("from plugpkg import R\nR.register('good')(1)\n")
     (pkg / "bad.py").write_text("from plugpkg import R\nR.register('bad')(\n")
-    (pkg / "__init__.py").write_text("from artifact.registry import Registry\nR = Registry('method', __name__)\n")
+    (pkg / "__init__.py").write_text("from artifact.registry import Registry\nR = Registry('plugin', __name__)\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     import plugpkg
 
     assert isinstance(plugpkg.R, Registry) and list(plugpkg.R) == ["bad", "good"]  # indexed, none imported
     assert plugpkg.R["good"] == 1
-    with pytest.raises(UserError, match=r"method 'bad': .*bad.py:2 cannot be imported \(SyntaxError"):
+    with pytest.raises(UserError, match=r"plugin 'bad': .*bad.py:2 cannot be imported \(SyntaxError"):
         plugpkg.R["bad"]

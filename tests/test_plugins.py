@@ -34,13 +34,21 @@ def test_an_unknown_plugin_file_is_one_line(monkeypatch, run_cli, toy_configs):
     assert code == 2 and "OILWATER_PLUGINS:" in err and "missing.py: file not found" in err
 
 
+def test_a_plugin_that_lacks_a_member_of_its_protocol_is_one_line(monkeypatch, run_cli, toy_configs):
+    bad = toy_configs / "bad_method.py"
+    bad.write_text(TOY.read_text().replace("    def stages(", "    def not_stages("))
+    monkeypatch.setenv("OILWATER_PLUGINS", str(bad))
+    code, _, err = run_cli("table99", "--preset", "smoke", "--dry-run", "--results", str(toy_configs / "r"))
+    assert code == 2 and err.startswith("error: method 'toy' lacks stages (artifact/protocols.py: Method)"), err
+
+
 @pytest.mark.slow
 def test_a_toy_method_from_tests_runs_through_grid_dry_run_checker_and_status(run_cli, toy_configs):
     results = str(toy_configs / "results")
     code, out, _ = run_cli("--list")
     assert code == 0 and "table99" in out and "6 (tiny)" in out  # 2 attacks x 3 seeds
     code, out, _ = run_cli("table99", "--preset", "smoke", "--dry-run", "--results", results)
-    assert code == 0 and "table99" in out and "0/2" in out and "without a stage description" not in out
+    assert code == 0 and "table99" in out and "0/2" in out
     code, out, err = run_cli("table99", "--preset", "smoke", "--results", results, "--jobs", "1", "--threads", "1")
     assert code == 0, err[-2000:]
     assert "SANE" in out and "NOT SANE" not in out

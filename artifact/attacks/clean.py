@@ -17,6 +17,9 @@ class Clean:
     def poison(self, data, params, seed):
         return data, {}
 
+    def stages(self, cfg, params) -> list:
+        return []  # nothing cached: the poisoned set is recomputed in each job (seconds)
+
     def success(self, model, data, params, info, rt, reference=None):
         return {}
 

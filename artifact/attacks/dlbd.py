@@ -63,6 +63,9 @@ class DLBD:
         poisoned = train.replace_samples(idx, stamp(train.x(idx), params), target)
         return data.with_train(poisoned), {"target": data.lrg1_class, "n_poison": len(idx)}
 
+    def stages(self, cfg, params) -> list:
+        return []  # nothing cached: the poisoned set is recomputed in each job (seconds)
+
     def success(self, model, data, params: Params, info, rt, reference=None):
         test = data.test
         src = (test.y != info["target"]).nonzero().squeeze(1)

@@ -71,6 +71,9 @@ class SA:
                 "flipped_label": int(1 - g // 2)}
         return data.with_train(poisoned), info
 
+    def stages(self, cfg, params) -> list:
+        return []  # nothing cached: the poisoned set is recomputed in each job (seconds)
+
     def success(self, model, data, params: Params, info, rt, reference=None):
         test = data.test
         idx = (test.g == info["target_group"]).nonzero().squeeze(1)
