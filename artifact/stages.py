@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from artifact.config import TrainCfg, build
+from artifact.config import ModelCfg, TrainCfg, build
 from artifact.store import content_hash
 
 
@@ -43,6 +43,7 @@ class Stage:
     test_passes: int = 1  # eval passes over the test split (the stage's own evaluation)
     train_passes: int = 0  # eval passes over the training split (features, predictions)
     grad_passes: float = 0.0  # extra forward+backward passes over N outside `train` (poison crafting)
+    sizes: dict | None = None  # split sizes when not the job's dataset's (pretraining; see split_sizes)
 
     @property
     def id(self) -> str:
@@ -74,12 +75,26 @@ def job_stages(cfg: dict) -> list[Stage] | None:
         if hasattr(attack, "stages"):
             out += attack.stages(cfg, build(attack.Params, cfg["attack"]["params"], "attack.params"))
     out += method.stages(cfg, params, cfg["case"])
+    out += pretrain_stages(cfg)
     if "clean_baseline" in cfg:  # Context.clean_asr's ERM model on the clean data
         out.append(fit_stage(clean_cfg(cfg), build(TrainCfg, cfg["clean_baseline"], "clean_baseline"), {"all": True},
                              tag="clean-baseline", keep_model=True))
     if getattr(attack, "needs_reference", False):
         out += method.stages(clean_cfg(cfg), params, "standard")
     return out
+
+
+def pretrain_stages(cfg: dict) -> list[Stage]:
+    """The synthetic pretraining stage a pretrained small CNN starts from (one per architecture and config)."""
+    from artifact import pretrain
+
+    model = build(ModelCfg, cfg["model"], "model")
+    if not pretrain.uses_pretraining(model):
+        return []
+    p = model.pretrain
+    n_hold = round(p.images * p.holdout)
+    return [Stage("pretrain", pretrain.stage_key(model), train=p.train, val_passes=p.train.epochs, test_passes=0,
+                  sizes={"train": p.images - n_hold, "val": n_hold, "test": 0, "minority": 0.0})]
 
 
 def sharing(jobs) -> dict:

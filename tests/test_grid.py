@@ -49,7 +49,10 @@ def test_preset_can_replace_axis_values():
 
 
 def test_preset_axis_mapping_rescales_each_block_separately():
-    jobs = expand(load_table("table6"), load_preset("tiny"), seeds=1)
+    preset = load_preset("tiny")
+    scaled = {0.004: 0.0004, 0.006: 0.0006, 0.008: 0.0008, 0.01: 0.001, 0.02: 0.002}
+    preset = preset.__class__(**{**preset.__dict__, "tables": {"table6": {"attack.rate": scaled}}})
+    jobs = expand(load_table("table6"), preset, seeds=1)
     rates = {(j.labels["method"], j.labels["attack.rate"]) for j in jobs}
     assert {r for m, r in rates if m == "george"} == {0.001, 0.002}  # GEORGE keeps its two rates, scaled
     assert {r for m, r in rates if m == "jtt"} == {0.0004, 0.0006, 0.0008, 0.001, 0.002}
