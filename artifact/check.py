@@ -4,7 +4,8 @@ Reads only the aggregated table (report.aggregate) and expected_results/; never 
 
 The rule, in one place:
 - a cell PASSES when |ours − paper| <= k * sqrt(sd_paper² + sd_ours²) + floor (sd_ours is the sample std
-  over our seeds, 0 with one seed; sd_paper is 0 where the paper gives none, as the JTT paper's Table 1); k and floor come from the preset, the floor in percentage points and
+  over our seeds, 0 with one seed; sd_paper is 0 where the paper gives none, as the JTT paper's Table 1);
+  k and floor come from the preset, the floor in percentage points and
   scaled to the metric's own range (`scale`: entropies are in bits, 0–1, so 1 point is 0.01 bit);
 - a claim is `left − right OP value` on cell means (OP: >=, <=, >, <, abs<=), per block of rows; a claim
   may name the presets it applies at (`presets`; every absolute threshold in expected_results/ does, as

@@ -159,7 +159,21 @@ class ModelCfg:
     # resnet*: ImageNet V1 weights from the torch hub cache; smallcnn: the synthetic pretraining stage
     pretrained: bool = False
     width: int = 16  # smallcnn: channels of the first block
-    pretrain: PretrainCfg = field(default_factory=PretrainCfg)  # smallcnn with pretrained: true
+    pretrain: PretrainCfg | None = None  # smallcnn with pretrained: true (required there)
+
+    def validate(self):
+        if self.arch == "smallcnn" and self.pretrained and self.pretrain is None:
+            return ("a pretrained smallcnn needs a pretrain section (its synthetic pretraining: images, size, seed, "
+                    "holdout, train); see configs/presets/tiny.yaml, or set pretrained: false")
+        return None
+
+    def resolved(self) -> dict:
+        """The job config's model section: without `pretrain` where there is none, so that every job that
+        does not pretrain keeps the id it had before pretraining existed."""
+        out = dataclasses.asdict(self)
+        if out["pretrain"] is None:
+            del out["pretrain"]
+        return out
 
 
 @dataclass(frozen=True)

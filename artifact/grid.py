@@ -168,7 +168,7 @@ def resolve(point: dict, preset: Preset, where: str) -> dict:
             _set_dotted(raw[section], path, value, f"{where}.{axis}")
     cfg = {
         "dataset": asdict(build(DatasetCfg, raw["dataset"], f"{where}: dataset")),
-        "model": asdict(build(ModelCfg, raw["model"], f"{where}: model")),
+        "model": build(ModelCfg, raw["model"], f"{where}: model").resolved(),
         "attack": {"name": point["attack"], "params": asdict(build(attack.Params, raw["attack"], f"{where}: attack"))},
         "method": {"name": point["method"], "params": asdict(build(method.Params, raw["method"], f"{where}: method"))},
         "case": case,

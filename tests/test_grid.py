@@ -69,13 +69,13 @@ def test_every_target_expands_under_every_preset():
             assert jobs and all(j.labels["seed"] < preset.seeds for j in jobs), (preset_name, name)
 
 
-def test_targets_are_listed_tables_first_in_numeric_order():
+def test_targets_are_listed_baseline_then_tables_in_numeric_order():
     from artifact.grid import table_names
 
     names = table_names()
-    assert names[:3] == ["table1", "table2", "table3"] and names.index("table9") < names.index("table10")
+    assert names[:4] == ["baseline", "table1", "table2", "table3"] and names.index("table9") < names.index("table10")
     tables = [n for n in names if n.startswith("table")]
-    assert names[: len(tables)] == tables and "figure1" in names[len(tables):]  # the paper's tables, then the rest
+    assert names[1: 1 + len(tables)] == tables and "figure1" in names[1 + len(tables):]  # then the rest
 
 
 def _table(tmp_path, grid: str, name: str = "table99"):
