@@ -145,7 +145,7 @@ class PretrainCfg:
     size: int = 32
     seed: int = 1
     holdout: float = 0.1
-    train: TrainCfg = field(default_factory=lambda: TrainCfg(epochs=6, lr=0.05, wd=5e-4, batch_size=128))
+    train: TrainCfg = field(default_factory=lambda: TrainCfg(epochs=20, lr=0.05, wd=5e-4, batch_size=128))
 
     def validate(self):
         if self.images < 16 or not 0 < self.holdout < 1:
