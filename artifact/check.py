@@ -4,7 +4,8 @@ Reads only the aggregated table (report.aggregate) and expected_results/; never 
 
 The rule, in one place:
 - a cell PASSES when |ours − paper| <= k * sqrt(sd_paper² + sd_ours²) + floor (sd_ours is the sample std
-  over our seeds, 0 with one seed); k and floor come from the preset, the floor in percentage points and
+  over our seeds, 0 with one seed; sd_paper is 0 where the paper gives none, as the JTT paper's Table 1);
+  k and floor come from the preset, the floor in percentage points and
   scaled to the metric's own range (`scale`: entropies are in bits, 0–1, so 1 point is 0.01 bit);
 - a claim is `left − right OP value` on cell means (OP: >=, <=, >, <, abs<=), per block of rows; a claim
   may name the presets it applies at (`presets`; every absolute threshold in expected_results/ does, as
@@ -274,11 +275,13 @@ def check_numbers(agg: pd.DataFrame, expected: pd.DataFrame, k: float, floor: fl
             continue
         ours, sd = float(cell.iloc[0]["mean"]), float(cell.iloc[0]["std"])
         sd = 0.0 if math.isnan(sd) else sd
-        tol = k * math.hypot(e["std"], sd) + floor * scale(e["metric"]) / 100
+        paper_sd = 0.0 if math.isnan(e["std"]) else e["std"]  # a paper that gives no sd (the JTT paper's Table 1)
+        tol = k * math.hypot(paper_sd, sd) + floor * scale(e["metric"]) / 100
         delta = abs(ours - e["mean"])
         status = "PASS" if delta <= tol else "FAIL"
         d = 1 if scale(e["metric"]) == 100 else 3  # decimals: entropies in bits need three
-        out.append(Verdict(status, what, f"ours {ours:.{d}f} ± {sd:.{d}f}, paper {e['mean']:.{d}f} ± {e['std']:.{d}f}, "
+        theirs = f"{e['mean']:.{d}f} ± {e['std']:.{d}f}" if not math.isnan(e["std"]) else f"{e['mean']:.{d}f} (no sd)"
+        out.append(Verdict(status, what, f"ours {ours:.{d}f} ± {sd:.{d}f}, paper {theirs}, "
                                          f"|Δ| {delta:.{d}f} {'<=' if status == 'PASS' else '>'} tol {tol:.{d}f}", cell=key))
     return out
 

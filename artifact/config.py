@@ -138,10 +138,42 @@ class DatasetCfg:
 
 
 @dataclass(frozen=True)
+class PretrainCfg:
+    """The small CNN's pretraining (artifact/pretrain.py): the embedded default's ImageNet."""
+
+    images: int = 20000  # label-balanced over 8 shape classes; `holdout` of them held out
+    size: int = 32
+    seed: int = 1
+    holdout: float = 0.1
+    train: TrainCfg = field(default_factory=lambda: TrainCfg(epochs=20, lr=0.05, wd=5e-4, batch_size=128))
+
+    def validate(self):
+        if self.images < 16 or not 0 < self.holdout < 1:
+            return "pretrain needs images >= 16 and 0 < holdout < 1"
+        return None
+
+
+@dataclass(frozen=True)
 class ModelCfg:
     arch: str = "smallcnn"  # smallcnn | resnet18 | resnet50
-    pretrained: bool = False  # ImageNet V1 weights from the torch hub cache
+    # resnet*: ImageNet V1 weights from the torch hub cache; smallcnn: the synthetic pretraining stage
+    pretrained: bool = False
     width: int = 16  # smallcnn: channels of the first block
+    pretrain: PretrainCfg | None = None  # smallcnn with pretrained: true (required there)
+
+    def validate(self):
+        if self.arch == "smallcnn" and self.pretrained and self.pretrain is None:
+            return ("a pretrained smallcnn needs a pretrain section (its synthetic pretraining: images, size, seed, "
+                    "holdout, train); see configs/presets/tiny.yaml, or set pretrained: false")
+        return None
+
+    def resolved(self) -> dict:
+        """The job config's model section: without `pretrain` where there is none, so that every job that
+        does not pretrain keeps the id it had before pretraining existed."""
+        out = dataclasses.asdict(self)
+        if out["pretrain"] is None:
+            del out["pretrain"]
+        return out
 
 
 @dataclass(frozen=True)

@@ -82,7 +82,7 @@ def stage_hours(stage: Stage, table: dict, device: str) -> float | None:
     rate = table.get(_rate_key(stage, device))
     if rate is None:
         return None
-    train, evals = estimate_images(stage, split_sizes(stage.key["dataset"]))
+    train, evals = estimate_images(stage, stage.sizes or split_sizes(stage.key["dataset"]))
     return (train / rate["train_img_s"] + evals / rate["eval_img_s"]) / 3600 * rate.get("factor", 1.0)
 
 

@@ -27,7 +27,7 @@ from artifact.errors import warn
 from artifact.jobstate import running
 from artifact.logs import LOG, job_log
 from artifact.methods import METHODS
-from artifact.models import build_model
+from artifact.pretrain import start_model
 from artifact.stages import clean_cfg, fit_key, stage_key
 from artifact.store import PREPARE_TIMING, Store, atomic_write_json, content_hash, derive_seed
 from artifact.train import Runtime, predict, prepare, train
@@ -80,7 +80,7 @@ class Context:
 
     def new_model(self, tag: str):
         torch.manual_seed(self.seed("init", tag))
-        return prepare(build_model(self.model_cfg, self.data.mean, self.data.std), self.rt)
+        return prepare(start_model(self.store, self.model_cfg, self.data.mean, self.data.std, self.rt), self.rt)
 
     def split_metrics(self, model, split_name: str) -> dict:
         split = self.data.split(split_name)
@@ -89,6 +89,7 @@ class Context:
         return {"acc": metrics.reported_acc(pred, split.y, ga, w, self.data.acc_weighted),
                 "acc_plain": metrics.acc(pred, split.y), "wga": metrics.wga(ga), "group_acc": ga,
                 "acc_adj": metrics.adjusted_acc(ga, w),
+                "worst_is_lrg": metrics.worst_is_lrg(ga, [g for g in (self.data.lrg1, self.data.lrg2) if g is not None]),
                 "pred_min_share": metrics.min_class_share(pred)}
 
     def evaluate(self, model) -> dict:

@@ -27,6 +27,12 @@ def wga(group_accs) -> float:
     return float(np.nanmin(group_accs))
 
 
+def worst_is_lrg(group_accs, lrg) -> float:
+    """100 if the worst group is a low-represented one (`lrg`: LRG-1, LRG-2), else 0: averaged over seeds,
+    the share of models whose WGA is a minority group's, as ERM's is in the paper's regime."""
+    return 100.0 * (int(np.nanargmin(group_accs)) in set(lrg))
+
+
 def min_class_share(pred, n_classes: int = 2) -> float:
     """% of predictions going to the least-predicted class: 0 for a constant predictor."""
     pred = _np(pred)

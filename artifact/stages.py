@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from artifact.attacks import ATTACKS
-from artifact.config import TrainCfg, build
+from artifact.config import ModelCfg, TrainCfg, build
 from artifact.methods import METHODS
 from artifact.store import content_hash
 
@@ -44,6 +44,7 @@ class Stage:
     train_passes: int = 0  # eval passes over the training split (features, predictions)
     grad_passes: float = 0.0  # extra forward+backward passes over N outside `train` (poison crafting)
     runtime: tuple[str, ...] = ()  # dotted paths of `key` that only the run knows (here: their provenance)
+    sizes: dict | None = None  # split sizes when not the job's dataset's (pretraining; see split_sizes)
 
     @property
     def id(self) -> str:
@@ -82,14 +83,28 @@ def job_stages(cfg: dict) -> list[Stage]:
     describes its stages: artifact/protocols.py)."""
     method, attack = METHODS[cfg["method"]["name"]], ATTACKS[cfg["attack"]["name"]]
     params = build(method.Params, cfg["method"]["params"], "method.params")
-    out = attack.stages(cfg, build(attack.Params, cfg["attack"]["params"], "attack.params"))
+    out = [*attack.stages(cfg, build(attack.Params, cfg["attack"]["params"], "attack.params"))]
     out += method.stages(cfg, params, cfg["case"])
+    out += pretrain_stages(cfg)
     if "clean_baseline" in cfg:  # Context.clean_asr's ERM model on the clean data
         out.append(fit_stage(clean_cfg(cfg), build(TrainCfg, cfg["clean_baseline"], "clean_baseline"), {"all": True},
                              tag="clean-baseline", keep_model=True))
     if getattr(attack, "needs_reference", False):
         out += method.stages(clean_cfg(cfg), params, "standard")
     return out
+
+
+def pretrain_stages(cfg: dict) -> list[Stage]:
+    """The synthetic pretraining stage a pretrained small CNN starts from (one per architecture and config)."""
+    from artifact import pretrain
+
+    model = build(ModelCfg, cfg["model"], "model")
+    if not pretrain.uses_pretraining(model):
+        return []
+    p = model.pretrain
+    n_hold = round(p.images * p.holdout)
+    return [Stage("pretrain", pretrain.stage_key(model), train=p.train, val_passes=p.train.epochs, test_passes=0,
+                  sizes={"train": p.images - n_hold, "val": n_hold, "test": 0, "minority": 0.0})]
 
 
 def sharing(jobs) -> dict:

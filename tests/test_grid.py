@@ -49,7 +49,10 @@ def test_preset_can_replace_axis_values():
 
 
 def test_preset_axis_mapping_rescales_each_block_separately():
-    jobs = expand(load_table("table6"), load_preset("tiny"), seeds=1)
+    preset = load_preset("tiny")
+    scaled = {0.004: 0.0004, 0.006: 0.0006, 0.008: 0.0008, 0.01: 0.001, 0.02: 0.002}
+    preset = preset.__class__(**{**preset.__dict__, "tables": {"table6": {"attack.rate": scaled}}})
+    jobs = expand(load_table("table6"), preset, seeds=1)
     rates = {(j.labels["method"], j.labels["attack.rate"]) for j in jobs}
     assert {r for m, r in rates if m == "george"} == {0.001, 0.002}  # GEORGE keeps its two rates, scaled
     assert {r for m, r in rates if m == "jtt"} == {0.0004, 0.0006, 0.0008, 0.001, 0.002}
@@ -66,13 +69,13 @@ def test_every_target_expands_under_every_preset():
             assert jobs and all(j.labels["seed"] < preset.seeds for j in jobs), (preset_name, name)
 
 
-def test_targets_are_listed_tables_first_in_numeric_order():
+def test_targets_are_listed_baseline_then_tables_in_numeric_order():
     from artifact.grid import table_names
 
     names = table_names()
-    assert names[:3] == ["table1", "table2", "table3"] and names.index("table9") < names.index("table10")
+    assert names[:4] == ["baseline", "table1", "table2", "table3"] and names.index("table9") < names.index("table10")
     tables = [n for n in names if n.startswith("table")]
-    assert names[: len(tables)] == tables and "figure1" in names[len(tables):]  # the paper's tables, then the rest
+    assert names[1: 1 + len(tables)] == tables and "figure1" in names[1 + len(tables):]  # then the rest
 
 
 def _table(tmp_path, grid: str, name: str = "table99"):

@@ -21,6 +21,7 @@ from artifact.config import TrainCfg
 from artifact.data.base import Split
 from artifact.errors import UserError
 from artifact.models import build_model
+from artifact.pretrain import start_model
 from artifact.stages import Stage, stage_key
 from artifact.store import derive_seed
 from artifact.train import predict, prepare, train
@@ -180,7 +181,7 @@ def _surrogate(ctx, params: Params) -> dict:
 
     def compute():
         torch.manual_seed(derive_seed(key, "init"))
-        model = prepare(build_model(ctx.model_cfg, ctx.data.mean, ctx.data.std), ctx.rt)
+        model = prepare(start_model(ctx.store, ctx.model_cfg, ctx.data.mean, ctx.data.std, ctx.rt), ctx.rt)
         train(model, ctx.data.train, params.surrogate, derive_seed(key, "train"), ctx.rt,
               checkpoint=ctx.store.partial_path("gm-surrogate", key))
         return {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}}
