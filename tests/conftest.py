@@ -36,15 +36,17 @@ SMOKE_JOB_OVERRIDES = {"fl": {"method.agg.name": "trimmed-mean"}}
 
 @pytest.fixture
 def smoke_job():
-    """`smoke_job(method, attack, scale=0.1)`: the resolved config of one smoke job of the pair (standard case,
-    seed 0) on a fraction of the synthetic Waterbirds: seconds."""
+    """`smoke_job(method, attack, scale=0.1, model=None)`: the resolved config of one smoke job of the pair
+    (standard case, seed 0) on a fraction of the synthetic Waterbirds (`model` overrides the model section):
+    seconds."""
     from artifact.grid import resolve
     from artifact.methods import METHODS
 
-    def make(method: str, attack: str, scale: float = 0.1) -> dict:
+    def make(method: str, attack: str, scale: float = 0.1, model: dict | None = None) -> dict:
         smoke = load_preset("smoke")
         preset = smoke.__class__(**{**smoke.__dict__, "datasets": {
-            "waterbirds": {**smoke.datasets["waterbirds"], "scale": scale}}})
+            "waterbirds": {**smoke.datasets["waterbirds"], "scale": scale}},
+            "model": {"default": {**smoke.model["default"], **(model or {})}}})
         cases = METHODS[method].cases
         point = {"method": method, "attack": attack, "dataset": "waterbirds", "seed": 0,
                  "case": "standard" if "standard" in cases else cases[0], **SMOKE_JOB_OVERRIDES.get(method, {})}
