@@ -45,7 +45,9 @@ def index_digest(index: torch.Tensor) -> str:
 class Context:
     """Everything a method needs for one job: the poisoned data, seeds, stages, fit and evaluate."""
 
-    def __init__(self, cfg: dict, store: Store, rt: Runtime, data_root: str | None = None):
+    def __init__(self, cfg: dict, store: Store, rt: Runtime, data_root: str | None = None, poisoned: bool = True):
+        """The job's context; with `poisoned` false, the same job's view of the clean data (what an attack
+        that trains or caches, GM, crafts its poisons in: a whole context, not this one half-built)."""
         self.cfg, self.store, self.rt, self.data_root = cfg, store, rt, data_root
         self._reference = None
         self.dataset_cfg = build(DatasetCfg, cfg["dataset"], "dataset")
@@ -55,10 +57,12 @@ class Context:
         # What determines the poisoned training set; every stage key starts from it.
         self.base_key = {"dataset": cfg["dataset"], "attack": cfg["attack"], "replicate": cfg["seed"]}
         clean = _clean_data(self.dataset_cfg, data_root)
-        if hasattr(self.attack, "poison_with_context"):
-            # Attacks that train (GM's surrogate) and cache (crafted poisons) see the clean data as ctx.data.
+        if not poisoned:
             self.data, self.attack_info = clean, {}
-            self.data, self.attack_info = self.attack.poison_with_context(self, self.attack_params, self.seed("poison"))
+            return
+        if hasattr(self.attack, "poison_with_context"):  # protocols.Attack: it trains (GM's surrogate) or caches
+            view = Context(cfg, store, rt, data_root, poisoned=False)
+            self.data, self.attack_info = self.attack.poison_with_context(view, self.attack_params, self.seed("poison"))
         else:
             self.data, self.attack_info = self.attack.poison(clean, self.attack_params, self.seed("poison"))
         if rt.cuda and self.data.nbytes < 0.5 * torch.cuda.mem_get_info(rt.device)[0]:
@@ -68,18 +72,24 @@ class Context:
         return derive_seed(self.base_key, self.cfg["model"], [asdict(t) if hasattr(t, "__dataclass_fields__")
                                                               else t for t in tags])
 
-    def stage(self, kind: str, extra: dict, compute):
-        return self.store.stage(kind, self._stage_key(extra), compute)
+    def stage(self, kind: str, extra: dict, compute, *, whole_key: bool = False):
+        """Stage `kind`, keyed by this job's poisoned set and model plus `extra`; with `whole_key`, `extra`
+        is the whole key (a stage shared beyond the poisoned set: GM's surrogate on the clean data)."""
+        return self.store.stage(kind, extra if whole_key else self._stage_key(extra), compute)
 
     def _stage_key(self, extra: dict) -> dict:
         return stage_key(self.cfg, extra)
 
-    def partial_path(self, kind: str, extra: dict):
+    def partial_path(self, kind: str, extra: dict, *, whole_key: bool = False):
         """Where stage `kind` keeps its resumable partial state (train()'s checkpoint, FL rounds)."""
-        return self.store.partial_path(kind, self._stage_key(extra))
+        return self.store.partial_path(kind, extra if whole_key else self._stage_key(extra))
 
     def new_model(self, tag: str):
-        torch.manual_seed(self.seed("init", tag))
+        return self.fresh_model(self.seed("init", tag))
+
+    def fresh_model(self, init_seed: int):
+        """A model as a job starts it (pretrained body where the config says so), its init seeded by `init_seed`."""
+        torch.manual_seed(init_seed)
         return prepare(start_model(self.store, self.model_cfg, self.data.mean, self.data.std, self.rt), self.rt)
 
     def split_metrics(self, model, split_name: str) -> dict:

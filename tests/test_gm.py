@@ -204,3 +204,37 @@ def test_table7_smoke_run(tmp_path):
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert "-> SANE" in out.stdout
+
+
+def test_gm_crafts_in_a_whole_clean_context_and_caches_through_ctx_stage(tmp_path, monkeypatch, smoke_job):
+    """The context GM crafts in is a complete one on the clean data (not the job's own, half-built), and its
+    surrogate is a ctx.stage keyed by the whole surrogate key (shared by every GM setting)."""
+    from artifact.attacks import ATTACKS
+    from artifact.experiments import Context
+    from artifact.store import Store
+    from artifact.train import Runtime
+
+    gm, seen = ATTACKS["gm"], {}
+
+    def spy(ctx, params, seed):
+        seen["ctx"] = ctx
+        return ctx.data, {"spied": True}
+
+    monkeypatch.setattr(gm, "poison_with_context", spy)
+    cfg = smoke_job("erm", "gm", scale=0.05)
+    job = Context(cfg, Store(tmp_path), Runtime(threads=1))
+    view = seen["ctx"]
+    assert view is not job and view.attack_info == {} and job.attack_info == {"spied": True}
+    assert int(view.data.train.is_poison.sum()) == 0 and view.cfg == job.cfg
+    assert view.seed("x") == job.seed("x")  # the same job's seeds and stage keys
+    monkeypatch.undo()
+    asked = []
+    stage = Context.stage
+
+    def record(self, kind, extra, compute, **kw):
+        asked.append((kind, kw.get("whole_key", False)))
+        return stage(self, kind, extra, compute, **kw)
+
+    monkeypatch.setattr(Context, "stage", record)
+    Context(cfg, Store(tmp_path), Runtime(threads=1))
+    assert ("gm-poisons", False) in asked and ("gm-surrogate", True) in asked

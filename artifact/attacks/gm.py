@@ -21,10 +21,9 @@ from artifact.config import TrainCfg
 from artifact.data.base import Split
 from artifact.errors import UserError
 from artifact.models import build_model
-from artifact.pretrain import start_model
 from artifact.stages import Stage, stage_key
 from artifact.store import derive_seed
-from artifact.train import predict, prepare, train
+from artifact.train import predict, train
 
 
 @dataclass(frozen=True)
@@ -180,13 +179,12 @@ def _surrogate(ctx, params: Params) -> dict:
     key = surrogate_key(ctx.cfg, params)
 
     def compute():
-        torch.manual_seed(derive_seed(key, "init"))
-        model = prepare(start_model(ctx.store, ctx.model_cfg, ctx.data.mean, ctx.data.std, ctx.rt), ctx.rt)
+        model = ctx.fresh_model(derive_seed(key, "init"))
         train(model, ctx.data.train, params.surrogate, derive_seed(key, "train"), ctx.rt,
-              checkpoint=ctx.store.partial_path("gm-surrogate", key))
+              checkpoint=ctx.partial_path("gm-surrogate", key, whole_key=True))
         return {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}}
 
-    return ctx.store.stage("gm-surrogate", key, compute)
+    return ctx.stage("gm-surrogate", key, compute, whole_key=True)
 
 
 class GM:
