@@ -29,29 +29,26 @@ ASSUMPTIONS = ("assumes: images = epochs x (N + L x |E|) + val pass per epoch + 
                "(measured at one batch size, steady state, no data loading, no queueing)")
 
 
-# The low-represented groups (LRG-1, LRG-2) whose share of N stands in for JTT's error set |E|.
-MINORITY_GROUPS = {"waterbirds": (1, 2), "celeba": (3,)}
-
-
 def split_counts(dataset: dict) -> dict[str, tuple[int, ...]]:
-    """Per-split group counts of a dataset config, from the published or generator counts (nothing loaded)."""
-    from artifact.data import celeba, synthetic, waterbirds
+    """Per-split group counts of a dataset config, from its loader's DatasetSpec (nothing loaded)."""
+    return _spec(dataset).counts(dataset.get("scale", 1.0))
 
-    name, scale = dataset["name"], dataset.get("scale", 1.0)
-    if name == "synth-waterbirds":
-        return {k: synthetic.scaled_counts(v, scale) for k, v in synthetic.WATERBIRDS_COUNTS.items()}
-    if name == "synth-celeba":
-        from artifact.data.synth_celeba import synth_celeba_counts
 
-        return synth_celeba_counts(scale)
-    return {"waterbirds": waterbirds.EXPECTED, "celeba": celeba.EXPECTED}[name]
+def _spec(dataset: dict):
+    from artifact.data import DATASETS
+
+    spec = DATASETS.spec(dataset["name"], "dataset.name")
+    if spec is None:
+        raise UserError(f"dataset {dataset['name']!r} is registered without a DatasetSpec (its group roles and "
+                        "split counts, artifact/protocols.py); register it with spec=...")
+    return spec
 
 
 def split_sizes(dataset: dict) -> dict:
     """Images per split (train after `train_fraction`) and the minority share of train."""
     counts = split_counts(dataset)
     train = counts["train"]
-    minority = sum(train[g] for g in MINORITY_GROUPS[dataset["name"].removeprefix("synth-")]) / sum(train)
+    minority = sum(train[g] for g in _spec(dataset).minority) / sum(train)
     return {"train": round(sum(train) * dataset.get("train_fraction", 1.0)), "val": sum(counts["val"]),
             "test": sum(counts["test"]), "minority": minority}
 

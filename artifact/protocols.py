@@ -8,6 +8,8 @@ inside a job. docs/architecture.md says how to add each kind.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 
@@ -45,9 +47,27 @@ class Attack(Protocol):
 
 
 class DatasetLoader(Protocol):
-    """`(DatasetCfg, data_root) -> GroupData` of uint8 images at model resolution."""
+    """`(DatasetCfg, data_root) -> GroupData` of uint8 images at model resolution, registered with its
+    `DatasetSpec` (`DATASETS.register(name, spec=...)`)."""
 
     def __call__(self, cfg, data_root: str | None): ...
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What is known of a dataset without loading it: its group roles (group g = 2*y + a) and its per-split
+    group counts, which the loader builds from and the dry run prices from."""
+
+    lrg1: int  # the lowest-represented group, whose class the attacks target
+    lrg2: int | None  # the second (None: CelebA has none)
+    hrg: tuple[int, ...]  # the highest-represented groups
+    counts: Callable[[float], dict[str, tuple[int, ...]]]  # split -> group counts at a `scale` (real: the release's)
+    acc_weighted: bool = False  # ACC is the train-weighted group average (Waterbirds), else plain accuracy
+
+    @property
+    def minority(self) -> tuple[int, ...]:
+        """LRG-1 and LRG-2: their share of N stands in for JTT's error set |E| in the cost model."""
+        return tuple(g for g in (self.lrg1, self.lrg2) if g is not None)
 
 
 REQUIRED = {"method": ("Params", "cases", "prepare", "run", "stages"), "attack": ("Params", "success", "stages")}

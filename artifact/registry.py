@@ -30,8 +30,9 @@ class Registry(MutableMapping):
         self._objs: dict = {}
         self._index: dict[str, str] | None = None  # name -> module that registers it (not yet imported)
         self._plugins_seen = ""  # the $OILWATER_PLUGINS already imported (a changed value imports again)
+        self._specs: dict = {}  # name -> what is known of it without running it (datasets: a DatasetSpec)
 
-    def register(self, name: str):
+    def register(self, name: str, spec=None):
         def deco(obj):
             if name in self._objs:
                 raise ValueError(f"{self.kind} {name!r} registered twice")
@@ -39,9 +40,16 @@ class Registry(MutableMapping):
             if problem:
                 raise UserError(f"{problem}; add it to the plugin")
             self._objs[name] = obj
+            if spec is not None:
+                self._specs[name] = spec
             return obj
 
         return deco
+
+    def spec(self, name: str, where: str = ""):
+        """The spec `name` was registered with (importing its module), or None."""
+        self.get_or_fail(name, where)
+        return self._specs.get(name)
 
     def _modules(self) -> dict[str, str]:
         if self._index is None:

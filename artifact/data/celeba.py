@@ -28,6 +28,7 @@ from artifact.data.real import (
     read_table,
 )
 from artifact.errors import UserError
+from artifact.protocols import DatasetSpec
 
 LAYOUTS = {".txt": "original", ".csv": "kaggle"}
 PLUS_MINUS_ONE = {"-1": 0, "1": 1}
@@ -99,17 +100,10 @@ def scan(root: Path) -> Index:
     )
 
 
-SPEC = RealSpec(
-    name="celeba",
-    scan=scan,
-    expected=EXPECTED,
-    transform=crop_resize,
-    lrg1=3,  # blond male
-    lrg2=None,
-    hrg=(0, 1, 2),
-)
+ROLES = DatasetSpec(lrg1=3, lrg2=None, hrg=(0, 1, 2), counts=lambda scale: EXPECTED)  # LRG-1: blond male
+SPEC = RealSpec(name="celeba", scan=scan, expected=EXPECTED, transform=crop_resize, roles=ROLES)
 
 
-@DATASETS.register("celeba")
+@DATASETS.register("celeba", spec=ROLES)
 def load_celeba(cfg, data_root=None) -> GroupData:
     return load_real(SPEC, cfg, data_root)

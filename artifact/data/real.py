@@ -21,6 +21,7 @@ import pandas as pd
 from artifact.data.base import N_GROUPS, GroupData, Split
 from artifact.data.cache import Transform, cached_images, file_digest
 from artifact.errors import UserError
+from artifact.protocols import DatasetSpec
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -180,10 +181,7 @@ class RealSpec:
     scan: Callable[[Path], Index]
     expected: dict[str, tuple[int, ...]]
     transform: Callable[[int], Transform]
-    lrg1: int
-    lrg2: int | None
-    hrg: tuple[int, ...]
-    acc_weighted: bool = False  # GroupData.acc_weighted
+    roles: DatasetSpec  # the group roles (and, for the dry run, the release's counts)
 
 
 def load_real(spec: RealSpec, cfg, root: str | os.PathLike | None) -> GroupData:
@@ -218,9 +216,9 @@ def load_real(spec: RealSpec, cfg, root: str | os.PathLike | None) -> GroupData:
         **splits,
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
-        lrg1=spec.lrg1,
-        lrg2=spec.lrg2,
-        hrg=spec.hrg,
+        lrg1=spec.roles.lrg1,
+        lrg2=spec.roles.lrg2,
+        hrg=spec.roles.hrg,
         train_group_weights=tuple(c / sum(train) for c in train),
-        acc_weighted=spec.acc_weighted,
+        acc_weighted=spec.roles.acc_weighted,
     )

@@ -10,6 +10,9 @@ so ERM takes the "male -> not blond" shortcut and LRG-1 is the hard group. LRG-2
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from artifact.data import celeba
 from artifact.data.base import DATASETS, GroupData
 from artifact.data.celeba import EXPECTED as CELEBA_COUNTS  # the real per-split, per-group counts
 from artifact.data.synthetic import build_synthetic, scaled_counts
@@ -22,7 +25,9 @@ def synth_celeba_counts(scale: float) -> dict[str, tuple[int, ...]]:
     return {s: scaled_counts(c, SPLIT_FRACTION[s] * scale) for s, c in CELEBA_COUNTS.items()}
 
 
-@DATASETS.register("synth-celeba")
+ROLES = replace(celeba.ROLES, counts=synth_celeba_counts)
+
+
+@DATASETS.register("synth-celeba", spec=ROLES)
 def synth_celeba(cfg, data_root=None) -> GroupData:
-    return build_synthetic("synth-celeba", synth_celeba_counts(cfg.scale), cfg, 100, lrg1=3, lrg2=None,
-                           hrg=(0, 1, 2), weights_from=CELEBA_COUNTS["train"])
+    return build_synthetic("synth-celeba", synth_celeba_counts(cfg.scale), cfg, 100, ROLES, CELEBA_COUNTS["train"])

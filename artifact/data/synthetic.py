@@ -8,11 +8,14 @@ Design and its measured behaviour: docs/deviations.md (the tiny preset).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
 from artifact.data import waterbirds
 from artifact.data.base import DATASETS, GroupData, Split
+from artifact.protocols import DatasetSpec
 
 # The real Waterbirds per-group counts for train and val; the real test split (2255/2255/642/642)
 # scaled by 0.4 keeps the CPU evaluation cheap.
@@ -85,8 +88,8 @@ def scaled_counts(counts: tuple[int, ...], scale: float) -> tuple[int, ...]:
     return tuple(max(1, round(c * scale)) for c in counts)
 
 
-def build_synthetic(name: str, counts: dict, cfg, stream: int, lrg1: int, lrg2: int | None,
-                    hrg: tuple[int, ...], weights_from: tuple[int, ...], acc_weighted: bool = False) -> GroupData:
+def build_synthetic(name: str, counts: dict, cfg, stream: int, roles: DatasetSpec,
+                    weights_from: tuple[int, ...]) -> GroupData:
     """Render each split from its own seeded stream; `cfg.train_fraction` subsamples train (stratified)."""
     from artifact.data.real import subsample
 
@@ -99,12 +102,15 @@ def build_synthetic(name: str, counts: dict, cfg, stream: int, lrg1: int, lrg2: 
             rows = np.arange(len(part))
             part = part.subset(torch.from_numpy(subsample(rows, part.g.numpy(), cfg.train_fraction, cfg.data_seed)))
         splits[split] = part
-    return GroupData(name=name, **splits, mean=SYNTH_MEAN, std=SYNTH_STD, lrg1=lrg1, lrg2=lrg2, hrg=hrg,
-                     train_group_weights=tuple(c / sum(weights_from) for c in weights_from), acc_weighted=acc_weighted)
+    return GroupData(name=name, **splits, mean=SYNTH_MEAN, std=SYNTH_STD, lrg1=roles.lrg1, lrg2=roles.lrg2,
+                     hrg=roles.hrg, train_group_weights=tuple(c / sum(weights_from) for c in weights_from),
+                     acc_weighted=roles.acc_weighted)
 
 
-@DATASETS.register("synth-waterbirds")
+# Waterbirds' roles; the counts scaled from the release's (a larger test split: 900 / 260 per group).
+ROLES = replace(waterbirds.ROLES, counts=lambda scale: {s: scaled_counts(c, scale) for s, c in WATERBIRDS_COUNTS.items()})
+
+
+@DATASETS.register("synth-waterbirds", spec=ROLES)
 def synth_waterbirds(cfg, data_root=None) -> GroupData:
-    counts = {s: scaled_counts(c, cfg.scale) for s, c in WATERBIRDS_COUNTS.items()}
-    return build_synthetic("synth-waterbirds", counts, cfg, 0, lrg1=2, lrg2=1, hrg=(0, 3),
-                           weights_from=WATERBIRDS_COUNTS["train"], acc_weighted=True)
+    return build_synthetic("synth-waterbirds", ROLES.counts(cfg.scale), cfg, 0, ROLES, WATERBIRDS_COUNTS["train"])

@@ -25,6 +25,7 @@ from artifact.data.real import (
     read_table,
 )
 from artifact.errors import UserError
+from artifact.protocols import DatasetSpec
 
 FOLDERS = {"waterbird_complete95_forest2water2": "group_DRO", "waterbirds_v1.0": "WILDS"}
 COLUMNS = ("img_filename", "y", "split", "place")
@@ -72,18 +73,11 @@ def scan(root: Path) -> Index:
     )
 
 
-SPEC = RealSpec(
-    name="waterbirds",
-    scan=scan,
-    expected=EXPECTED,
-    transform=resize_crop,
-    lrg1=2,  # waterbird on land
-    lrg2=1,  # landbird on water
-    hrg=(0, 3),
-    acc_weighted=True,
-)
+ROLES = DatasetSpec(lrg1=2, lrg2=1, hrg=(0, 3), counts=lambda scale: EXPECTED, acc_weighted=True)  # LRG-1:
+# waterbird on land, LRG-2: landbird on water
+SPEC = RealSpec(name="waterbirds", scan=scan, expected=EXPECTED, transform=resize_crop, roles=ROLES)
 
 
-@DATASETS.register("waterbirds")
+@DATASETS.register("waterbirds", spec=ROLES)
 def load_waterbirds(cfg, data_root=None) -> GroupData:
     return load_real(SPEC, cfg, data_root)
