@@ -127,23 +127,27 @@ def plan(targets: dict, store, table: dict | None = None, workers: int = 1) -> l
     """Lines for `--dry-run`: `targets` maps a target name to its jobs; priced by `table` (default:
     bench/throughput.json) calibrated on the finished jobs in `store`; `workers` share the total."""
     table = calibrate(store, load_throughput() if table is None else table)
-    lines, total, seen = [], {}, set()
+    lines, total, seen, pending = [], {}, {}, []  # pending: each unfinished job's stage ids
     for name, jobs in targets.items():
         done_ids = {j.id for j in jobs if store.is_done(j.id)}
         stages = {}
         for job in jobs:
+            ids = []
             for s in job_stages(job.cfg):
                 stages[s.id] = (s, stages.get(s.id, (s, False))[1] or job.id in done_ids)
+                ids.append(s.id)
+            if job.id not in done_ids:
+                pending.append(set(ids))
         todo = [s for s, done in stages.values() if not done and not _cached(store, s)]
         cost = _price(todo, table)
         for s in todo:
             if s.id not in seen:
-                seen.add(s.id)
+                seen[s.id] = s
                 for device, h in _price([s], table).items():
                     total[device] = total.get(device, 0.0) + h
         lines.append(f"  {name:<9} {len(jobs):>4} jobs, {len(done_ids):>4} done, {len(stages) - len(todo):>4}/"
                      f"{len(stages):<4} stages cached; left: {_fmt(cost)}")
-    wall = sum(total.get(u, 0.0) for u in ("GPU-h", "CPU-h")) / workers
+    wall = _wall_hours(seen, pending, table, workers)
     lines.append(f"  total (shared stages once): {_fmt(total)}"
                  + (f"; about {_duration(wall)} of wall time with {workers} workers" if workers > 1 and wall else ""))
     recorded = {k: v for k, v in table.items() if "factor" in v}
@@ -156,6 +160,18 @@ def plan(targets: dict, store, table: dict | None = None, workers: int = 1) -> l
                      "machine run `python bench/throughput.py --arch A --size S --write-table bench/throughput.json`")
     lines.append(f"  {ASSUMPTIONS}")
     return lines
+
+
+def _wall_hours(todo: dict, pending: list[set], table: dict, workers: int) -> float:
+    """Hours until the `todo` stages are done with `workers` workers: a stage every pending job needs (the
+    pretraining) runs first while the others wait on its lock; the rest is shared between the workers."""
+    common = set.intersection(*pending) & set(todo) if pending else set()
+
+    def hours(ids) -> float:
+        cost = _price([todo[i] for i in ids], table)
+        return cost.get("GPU-h", 0.0) + cost.get("CPU-h", 0.0)
+
+    return hours(common) + hours(set(todo) - common) / workers
 
 
 def _price(stages: list[Stage], table: dict) -> dict:

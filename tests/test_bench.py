@@ -105,3 +105,20 @@ def test_dry_run_is_priced_from_the_recorded_wall_times_of_finished_jobs(tmp_pat
     assert priced * 3600 == pytest.approx(wall_s, rel=1e-6)
     lines = "\n".join(plan({"t": []}, store, table))
     assert "priced from recorded wall times: smallcnn@32@cpu x" in lines and "(1 finished jobs)" in lines
+
+
+def test_the_wall_time_runs_the_stage_every_job_needs_first_and_shares_the_rest(smoke_job):
+    """Two cases of one seed share the identification model: it runs alone (the other worker waits on its
+    lock), then their final models run side by side."""
+    from artifact.cost import _wall_hours, stage_hours
+
+    table = {"smallcnn@32@cpu": {"train_img_s": 100.0, "eval_img_s": 300.0}}
+    cfgs = [smoke_job("jtt", "dlbd"), {**smoke_job("jtt", "dlbd"), "case": "ideal"}]
+    per_job = [{s.id: s for s in job_stages(c)} for c in cfgs]
+    todo = {k: v for d in per_job for k, v in d.items()}
+    (ident,) = set(per_job[0]) & set(per_job[1])
+    fits = [stage_hours(s, table, "cpu") for k, s in todo.items() if k != ident]
+    expected = stage_hours(todo[ident], table, "cpu") + sum(fits) / 2
+    assert _wall_hours(todo, [set(d) for d in per_job], table, 2) == pytest.approx(expected)
+    assert _wall_hours(todo, [set(d) for d in per_job], table, 1) == pytest.approx(
+        sum(stage_hours(s, table, "cpu") for s in todo.values()))
