@@ -19,8 +19,8 @@ def test_each_synthetic_dataset_reports_its_papers_acc(name, weighted):
 def test_real_datasets_report_their_papers_acc():
     from artifact.data import celeba, waterbirds
 
-    assert waterbirds.SPEC.acc_weighted is True  # JTT's 93.3 / 97.3 % are train-weighted group averages
-    assert celeba.SPEC.acc_weighted is False  # CelebA's train and test proportions agree: plain accuracy
+    assert waterbirds.SPEC.roles.acc_weighted is True  # JTT's 93.3 / 97.3 % are train-weighted group averages
+    assert celeba.SPEC.roles.acc_weighted is False  # CelebA's train and test proportions agree: plain accuracy
 
 
 def test_reported_acc_is_the_train_weighted_average_only_where_asked():
