@@ -37,7 +37,15 @@ class _Parser(argparse.ArgumentParser):
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
+    def _get_help_string(self, action):
+        """The default, where there is one the help does not already name."""
+        if action.default is None or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+TARGETS = "baseline, table1..table12, figure1, ablation-epic, all"
+NO_TARGET = f"no target given (valid: {TARGETS}; or --list, check, status, report, data)"
 
 
 def _positive_int(text: str) -> int:
@@ -89,7 +97,7 @@ def _parser() -> argparse.ArgumentParser:
                 epilog=ENVIRONMENT, formatter_class=_Help)
     p.add_argument("--version", action="version", version=f"oilwater {_version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    target = {"help": "table1..table12, figure1, ablation-epic, all"}
+    target = {"help": TARGETS}
     run = sub.add_parser("run", parents=[_options()], formatter_class=_Help, epilog=ENVIRONMENT,
                          help="run a target's jobs (the default: `reproduce.sh TARGET` = `reproduce.sh run TARGET`)")
     run.add_argument("target", nargs="?", **target)
@@ -128,7 +136,7 @@ def canonical_argv(argv: list[str]) -> list[str]:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     args = _parser().parse_args(canonical_argv(argv))
     if args.command is None:
-        raise UserError("no target given (valid: table1..table12, figure1, all, --list, check, status, report, data)")
+        raise UserError(NO_TARGET)
     return args
 
 
@@ -141,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             return data_main(argv[1:])
         args = parse_args(argv)
         if args.command == "run" and not args.target:
-            raise UserError("no target given (valid: table1..table12, figure1, all, --list, check, status, report, data)")
+            raise UserError(NO_TARGET)
         return {"run": pipeline.run, "list": pipeline.list_targets, "check": pipeline.check,
                 "status": pipeline.status, "report": pipeline.report}[args.command](args)
     except UserError as e:
