@@ -20,7 +20,7 @@ import torch
 
 from artifact.config import ModelCfg, PretrainCfg
 from artifact.data.base import Split
-from artifact.data.synthetic import SYNTH_MEAN, SYNTH_STD, _background, _upsample
+from artifact.data.synthetic import SYNTH_MEAN, SYNTH_STD, background, upsample
 from artifact.models import Normalized, SmallCNN, build_model
 from artifact.store import derive_seed
 
@@ -62,10 +62,10 @@ def _shape_mask(shape: int, size: int, rng: np.random.Generator) -> np.ndarray:
 
 def _pretrain_background(kind: int, size: int, rng: np.random.Generator) -> np.ndarray:
     if kind < 2:  # the downstream land and water textures, so the backbone knows them but not as a label
-        return _background(kind, size, rng)
+        return background(kind, size, rng)
     base = rng.uniform(0.1, 0.9, 3)
     if kind == 2:  # a plain colour with smooth noise
-        tex = _upsample(rng.standard_normal((4, 4)).astype(np.float32), size) * 0.08
+        tex = upsample(rng.standard_normal((4, 4)).astype(np.float32), size) * 0.08
         return base[:, None, None] + tex[None]
     rows, cols = np.mgrid[0:size, 0:size].astype(np.float32)  # stripes at a random angle
     angle, period = rng.uniform(0, np.pi), rng.uniform(3, 8) * size / 32

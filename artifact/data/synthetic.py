@@ -24,20 +24,21 @@ SYNTH_MEAN = (0.5, 0.5, 0.5)
 SYNTH_STD = (0.25, 0.25, 0.25)
 
 
-def _upsample(field: np.ndarray, size: int) -> np.ndarray:
+def upsample(field: np.ndarray, size: int) -> np.ndarray:
     """Bilinear upsampling of a small random field to size x size (align_corners)."""
     t = torch.from_numpy(field).float()[None, None]
     return torch.nn.functional.interpolate(t, size=(size, size), mode="bilinear", align_corners=True)[0, 0].numpy()
 
 
-def _background(place: int, size: int, rng: np.random.Generator) -> np.ndarray:
+def background(place: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A land (place 0) or water (1) background, float [3,S,S]; the pretraining set draws them too."""
     rows = np.arange(size, dtype=np.float32)[:, None]
     cols = np.arange(size, dtype=np.float32)[None, :]
     if place == 0:  # land: green-brown with a smooth texture
         t = rng.uniform()
         base = t * np.array([0.35, 0.55, 0.25]) + (1 - t) * np.array([0.55, 0.40, 0.25])
         base = base + rng.uniform(-0.05, 0.05, 3)
-        tex = _upsample(rng.standard_normal((6, 6)).astype(np.float32), size) * 0.10
+        tex = upsample(rng.standard_normal((6, 6)).astype(np.float32), size) * 0.10
         weights = np.array([1.0, 0.8, 0.6])
     else:  # water: blue with horizontal waves
         base = np.array([0.20, 0.40, 0.75]) + rng.uniform(-0.07, 0.07, 3)
@@ -76,7 +77,7 @@ def render_waterbirds(counts: tuple[int, ...], size: int, rng: np.random.Generat
         places += [g % 2] * n
     x = np.empty((len(ys), 3, size, size), dtype=np.uint8)
     for i, (y, a) in enumerate(zip(ys, places, strict=True)):
-        img = _background(a, size, rng)
+        img = background(a, size, rng)
         mask = _bird_mask(y, size, rng)
         img = np.where(mask[None], rng.uniform(0, 1, 3)[:, None, None], img)
         img = img + rng.normal(0, 0.05, img.shape)
