@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from artifact.config import DatasetCfg, load_preset
-from artifact.data import waterbirds
+from artifact.data import celeba, waterbirds
 from artifact.data.export import LOCATIONS, RENDER_SIZE, write_celeba, write_waterbirds
 from artifact.data.synthetic import build_synthetic
 from artifact.grid import expand, load_table, table_names
@@ -29,7 +29,7 @@ def write_fixtures(root: Path) -> Path:
     """Both data sets in their real layouts (Waterbirds group_DRO, CelebA original) under `root`."""
     cfg = DatasetCfg(size=RENDER_SIZE)
     wb = build_synthetic("waterbirds", FIXTURE["waterbirds"], cfg, 0, waterbirds.ROLES, FIXTURE["waterbirds"]["train"])
-    ce = build_synthetic("celeba", FIXTURE["celeba"], cfg, 100, 3, None, (0, 1, 2), FIXTURE["celeba"]["train"])
+    ce = build_synthetic("celeba", FIXTURE["celeba"], cfg, 100, celeba.ROLES, FIXTURE["celeba"]["train"])
     for data, layout, writer in ((wb, "group_dro", write_waterbirds), (ce, "original", write_celeba)):
         folder = root / LOCATIONS[layout]
         folder.mkdir(parents=True)

@@ -17,8 +17,14 @@ def _keys(stages, runtime: dict) -> set:
     return {(kind, canonical(known_part(key, runtime.get(kind, ())))) for kind, key in stages}
 
 
+def _own(registry) -> set:
+    """The registry's names from the package itself (a test's toy plugin, registered in this process by an
+    earlier test through OILWATER_PLUGINS, is not the package's to cover)."""
+    return {n for n in registry if type(registry[n]).__module__.startswith("artifact.")}
+
+
 def test_every_registered_method_and_attack_is_covered():
-    assert {m for m, _ in PAIRS} == set(METHODS) and {a for _, a in PAIRS} == set(ATTACKS)
+    assert {m for m, _ in PAIRS} == _own(METHODS) and {a for _, a in PAIRS} == _own(ATTACKS)
     assert len(PAIRS) >= 7 * 4
 
 
