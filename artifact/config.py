@@ -147,6 +147,11 @@ class PretrainCfg:
     holdout: float = 0.1
     train: TrainCfg = field(default_factory=lambda: TrainCfg(epochs=20, lr=0.05, wd=5e-4, batch_size=128))
 
+    @property
+    def n_holdout(self) -> int:
+        """Images held out for the pretraining's epoch selection (the stage and the dry run count the same)."""
+        return round(self.images * self.holdout)
+
     def validate(self):
         if self.images < 16 or not 0 < self.holdout < 1:
             return "pretrain needs images >= 16 and 0 < holdout < 1"

@@ -102,7 +102,7 @@ def _compute(cfg: ModelCfg, rt) -> dict:
 
     p = cfg.pretrain
     x, y, kind = render(p)
-    n_hold = round(p.images * p.holdout)
+    n_hold = p.n_holdout
     order = torch.randperm(p.images, generator=torch.Generator().manual_seed(derive_seed(stage_key(cfg), "split")))
     split = Split.from_tensor(x, y, kind)
     train_split, held = split.subset(order[n_hold:]), split.subset(order[:n_hold])

@@ -102,7 +102,7 @@ def pretrain_stages(cfg: dict) -> list[Stage]:
     if not pretrain.uses_pretraining(model):
         return []
     p = model.pretrain
-    n_hold = round(p.images * p.holdout)
+    n_hold = p.n_holdout
     return [Stage("pretrain", pretrain.stage_key(model), train=p.train, val_passes=p.train.epochs, test_passes=0,
                   sizes={"train": p.images - n_hold, "val": n_hold, "test": 0, "minority": 0.0})]
 
