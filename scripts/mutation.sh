@@ -13,6 +13,8 @@
 #              MUTATION_JOBS  mutants run in parallel (default: 1: the machine is shared)
 #              MUTATION_ONLY  mutmut's name patterns for a subset, e.g. 'artifact.check.x_check_numbers*'
 #                             (default: every mutant of the module); the rest is reported as "not checked"
+#              MUTATION_TIMEOUT  mutmut's timeout_multiplier (default: its 15); raise it when the run shares the
+#                             machine, since mutmut also stops a mutant after half its CPU limit of wall time
 # Every run is under `nice -n 19`. Output per module: MUTATION_OUT/<module>.txt (every mutant and its
 # status: mutmut's, or "killed on recheck"), <module>.json (mutmut's own counts, before the recheck) and
 # <module>.survivors.diff (`mutmut show` of each mutant that survived the recheck too).
@@ -30,7 +32,8 @@ tests_for() {
     case "$1" in
         artifact/check.py) echo tests/test_check.py tests/test_golden.py tests/test_quick_ranges.py tests/test_properties.py ;;
         artifact/metrics.py) echo tests/test_metrics.py tests/test_properties.py tests/test_sa.py tests/test_dlbd_jtt.py ;;
-        artifact/grid.py) echo tests/test_grid.py tests/test_config.py tests/test_properties.py tests/test_quick_ranges.py ;;
+        artifact/grid.py) echo tests/test_grid.py tests/test_config.py tests/test_properties.py tests/test_quick_ranges.py \
+            tests/test_preflight.py ;;
         artifact/defenses/epic.py) echo tests/test_epic.py tests/test_properties.py ;;
         *) echo "mutation.sh: error: no test list for '$1' (known: artifact/check.py, artifact/metrics.py," \
                 "artifact/grid.py, artifact/defenses/epic.py)" >&2; return 2 ;;
@@ -54,6 +57,7 @@ only_mutate = ["$module"]
 also_copy = ["configs", "expected_results", "bench"]
 pytest_add_cli_args = ["-m", "not slow", "-p", "no:cacheprovider", "-q"]
 pytest_add_cli_args_test_selection = [$(as_toml $tests)]
+timeout_multiplier = ${MUTATION_TIMEOUT:-15}
 EOF
     name="$(basename "$module" .py)"
     echo "mutation.sh: $module against $tests (scratch copy $work)"

@@ -1,5 +1,7 @@
 """The grid is a pure function of table config and preset; job ids are content hashes."""
 
+import json
+
 from artifact.config import load_preset
 from artifact.grid import expand, filter_jobs, load_table
 
@@ -236,3 +238,39 @@ def test_a_broken_plugin_breaks_only_the_commands_that_use_it(tmp_path, monkeypa
     assert plugpkg.R["good"] == 1
     with pytest.raises(UserError, match=r"plugin 'bad': .*bad.py:2 cannot be imported \(SyntaxError"):
         plugpkg.R["bad"]
+
+
+def test_a_filtered_or_reseeded_run_gets_its_own_table_name():
+    from artifact.grid import table_stem
+
+    assert table_stem("table2", [], None, 3) == "table2"
+    assert table_stem("table2", [], 3, 3) == "table2"  # the preset's own seed count is the full table
+    assert table_stem("table2", ["method=jtt", "attack=dlbd"], None, 3) == "table2.only.attack=dlbd+method=jtt"
+    assert table_stem("table2", [], 1, 3) == "table2.seeds-1"
+    assert table_stem("table2", ["case=a b/c"], 5, 3) == "table2.only.case=a_b_c.seeds-5"  # safe as a file name
+
+
+def test_the_job_index_round_trips_and_a_damaged_one_reads_as_absent(tmp_path):
+    from artifact.grid import job_index_path, load_job_index, save_job_index
+
+    path = job_index_path(tmp_path, "tiny", "table2.seeds-1")
+    assert path == tmp_path / "tables" / "tiny" / "table2.seeds-1.jobs.json"
+    jobs = expand(load_table("table11"), load_preset("tiny"))
+    assert load_job_index(path) is None  # no index: an older results folder
+    path.parent.mkdir(parents=True)
+    save_job_index(path, jobs)
+    back = load_job_index(path)
+    assert [(j.id, j.labels, j.cfg) for j in back] == [(j.id, j.labels, j.cfg) for j in jobs]
+    entries = json.loads(path.read_text())["jobs"]
+    assert [e["id"] for e in entries] == [j.id for j in jobs]
+    fewer = entries[:-1]  # a consistent index of fewer jobs reads as those jobs
+    path.write_text(json.dumps({"jobs": fewer}))
+    assert [j.id for j in load_job_index(path)] == [e["id"] for e in fewer]
+    renamed = [{**entries[0], "id": "0" * 16}, *entries[1:]]  # a config that no longer hashes to its id
+    unlabelled = [{k: v for k, v in entries[0].items() if k != "labels"}, *entries[1:]]
+    for broken in (renamed, unlabelled):
+        path.write_text(json.dumps({"jobs": broken}))
+        assert load_job_index(path) is None
+    for text in ("{", "[]", '{"jobs": 3}', '{"jobs": [{"id": "x"}]}'):
+        path.write_text(text)
+        assert load_job_index(path) is None, text
