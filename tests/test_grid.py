@@ -274,3 +274,47 @@ def test_the_job_index_round_trips_and_a_damaged_one_reads_as_absent(tmp_path):
     for text in ("{", "[]", '{"jobs": 3}', '{"jobs": [{"id": "x"}]}'):
         path.write_text(text)
         assert load_job_index(path) is None, text
+
+
+def test_the_presets_attack_and_model_entries_reach_each_job_per_dataset(tmp_path):
+    """A preset's attack settings (and their by_dataset entry) and a per-dataset model entry land in the
+    job config; a preset with no model entry at all gives ModelCfg's defaults."""
+    smoke = load_preset("smoke")
+    table = _table(tmp_path, "  - {method: jtt, dataset: [waterbirds, celeba], attack: [dlbd, none]}\n")
+    tuned = smoke.__class__(**{**smoke.__dict__,
+                               "attacks": {"dlbd": {"rate": 0.05, "by_dataset": {"celeba": {"rate": 0.02}}}},
+                               "model": {"default": {"arch": "smallcnn", "width": 8},
+                                         "celeba": {"arch": "smallcnn", "width": 4}}})
+    jobs = {(j.labels["dataset"], j.labels["attack"]): j.cfg for j in expand(table, tuned, seeds=1)}
+    assert jobs[("waterbirds", "dlbd")]["attack"]["params"]["rate"] == 0.05
+    assert jobs[("celeba", "dlbd")]["attack"]["params"]["rate"] == 0.02
+    assert jobs[("celeba", "none")]["attack"] == {"name": "none", "params": {}}
+    assert {d: jobs[(d, "none")]["model"]["width"] for d in ("waterbirds", "celeba")} == {"waterbirds": 8, "celeba": 4}
+    bare = smoke.__class__(**{**smoke.__dict__, "model": {}})
+    assert expand(table, bare, seeds=1)[0].cfg["model"] == {"arch": "smallcnn", "pretrained": False, "width": 16}
+
+
+def test_count_follows_a_seed_override_and_names_the_grid_block_of_an_error(tmp_path):
+    import pytest
+
+    from artifact.errors import UserError
+    from artifact.grid import count
+
+    table, tiny = load_table("table2"), load_preset("tiny")
+    assert count(table, tiny, seeds=1) == len(expand(table, tiny, seeds=1)) == len(expand(table, tiny)) // tiny.seeds
+    bad = _table(tmp_path, "  - {method: jtt, dataset: waterbirds, attack: dlbd}\n"
+                           "  - {method: jtt, dataset: svhn, attack: dlbd}\n")
+    with pytest.raises(UserError, match=r"^configs/table99.yaml: grid\[1\]: dataset 'svhn' has no entry"):
+        count(bad, tiny)
+
+
+def test_filters_that_each_match_but_not_together_say_so():
+    import pytest
+
+    from artifact.errors import UserError
+
+    jobs = expand(load_table("table2"), load_preset("smoke"))
+    with pytest.raises(UserError) as err:
+        filter_jobs(jobs, ["method=george", "dataset=celeba"])  # GEORGE runs on Waterbirds only
+    assert str(err.value) == ("--only method=george --only dataset=celeba: each matches some jobs, "
+                              "but no job matches all of them")
