@@ -318,3 +318,46 @@ def test_filters_that_each_match_but_not_together_say_so():
         filter_jobs(jobs, ["method=george", "dataset=celeba"])  # GEORGE runs on Waterbirds only
     assert str(err.value) == ("--only method=george --only dataset=celeba: each matches some jobs, "
                               "but no job matches all of them")
+
+
+# sha256 (first 16 hex digits) of the space-joined ids of table2's then table9's jobs, in grid order, per preset.
+PINNED_IDS = {
+    "paper": ("12f0b34797655412", 60),
+    "quick": ("4dab5b3402004e52", 20),
+    "tiny": ("842a69bca6724682", 60),
+    "smoke": ("cf749f93c0145461", 20),
+    "preflight": ("2a5c4834e6bb7481", 20),
+}
+
+
+def test_job_ids_are_pinned():
+    """A job's id is where its finished result lives: a change to how configs resolve or hash (a renamed
+    section, a dropped default, the clean baseline, the pretraining entry) would orphan every stored result
+    and retrain it. An intended change updates these digests and says so in its commit."""
+    import hashlib
+
+    from artifact.config import PRESETS
+
+    assert set(PINNED_IDS) == set(PRESETS)
+    for name, (digest, n) in PINNED_IDS.items():
+        ids = [j.id for t in ("table2", "table9") for j in expand(load_table(t), load_preset(name))]
+        assert (hashlib.sha256(" ".join(ids).encode()).hexdigest()[:16], len(ids)) == (digest, n), name
+
+
+def test_a_bad_value_in_any_section_names_its_grid_block_and_key(tmp_path):
+    import pytest
+
+    from artifact.errors import UserError
+
+    smoke, quick = load_preset("smoke"), load_preset("quick")
+    for override, message in (("dataset.size: big", "dataset.size: expected int, got 'big'"),
+                              ("model.width: wide", "model.width: expected int, got 'wide'"),
+                              ("attack.rate: lots", "attack.rate: expected float, got 'lots'")):
+        table = _table(tmp_path, f"  - {{method: jtt, dataset: waterbirds, attack: dlbd, {override}}}\n")
+        with pytest.raises(UserError) as err:
+            expand(table, smoke)
+        assert str(err.value) == f"configs/table99.yaml: grid[0]: {message}"
+    bad = quick.__class__(**{**quick.__dict__, "clean_baseline": {**quick.clean_baseline, "epochs": "many"}})
+    with pytest.raises(UserError) as err:
+        expand(_table(tmp_path, "  - {method: jtt, dataset: waterbirds, attack: dlbd}\n"), bad)
+    assert str(err.value) == "configs/table99.yaml: grid[0]: clean_baseline.epochs: expected int, got 'many'"
