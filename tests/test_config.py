@@ -94,3 +94,76 @@ def test_presets_write_the_combined_methods_sections_once_as_yaml_aliases():
     for name in ("paper", "quick", "preflight", "smoke"):
         text = (presets / f"{name}.yaml").read_text()
         assert text.count("jtt: *jtt") == 2 and text.count("epic: *epic") == 1, name
+
+
+def _preset_with(tmp_path, edit):
+    """configs/presets/smoke.yaml with `edit` applied, as its own configs folder."""
+    import yaml
+
+    from artifact.config import config_dir
+
+    data = read_yaml(config_dir() / "presets" / "smoke.yaml")
+    edit(data)
+    (tmp_path / "presets").mkdir(exist_ok=True)
+    (tmp_path / "presets" / "smoke.yaml").write_text(yaml.safe_dump(data))
+    return tmp_path / "presets" / "smoke.yaml"
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d["methods"]["erm"]["final"].update(epochs="many"), "methods.erm.final.epochs: expected int, got 'many'"),
+    (lambda d: d["methods"]["erm"].update(by_dataset={"celeba": {"final": {"epochs": "lots"}}}),
+     "methods.erm.by_dataset.celeba.final.epochs: expected int, got 'lots'"),
+    (lambda d: d["methods"].update(jtx={}), "methods: unknown method 'jtx'"),
+    (lambda d: d["attacks"]["dlbd"].update(rate="half"), "attacks.dlbd.rate: expected float, got 'half'"),
+    (lambda d: d["datasets"]["celeba"].update(size="big"), "datasets.celeba.size: expected int, got 'big'"),
+    (lambda d: d["model"]["default"].update(width="wide"), "model.default.width: expected int, got 'wide'"),
+    (lambda d: d.update(clean_baseline={"epochs": "ten"}), "clean_baseline.epochs: expected int, got 'ten'"),
+])
+def test_a_bad_preset_section_names_the_preset_file_and_the_key(tmp_path, edit, message):
+    """Every section of a preset is built when it is loaded, so the error names the preset file, not a
+    table that happens to use the section."""
+    path = _preset_with(tmp_path, edit)
+    with pytest.raises(UserError) as err:
+        load_preset("smoke", tmp_path)
+    assert str(err.value).startswith(f"{path}: {message}"), str(err.value)
+
+
+def test_a_preset_built_in_code_is_named_preset_in_its_errors():
+    from artifact.grid import validate_preset
+
+    smoke = load_preset("smoke")
+    bad = smoke.__class__(**{**smoke.__dict__, "source": "", "attacks": {"dlbd": {"rate": "half"}}})
+    with pytest.raises(UserError) as err:
+        validate_preset(bad)
+    assert str(err.value) == "preset: attacks.dlbd.rate: expected float, got 'half'"
+    validate_preset(smoke.__class__(**{**smoke.__dict__, "methods": None, "attacks": None}))  # no sections: valid
+
+
+def _table_file(tmp_path, head: str, block: str = "{method: jtt, dataset: waterbirds, attack: dlbd}"):
+    (tmp_path / "table99.yaml").write_text(f"title: t\ndescription: d\nmetrics: [wga]\n{head}\ngrid:\n  - {block}\n")
+    return tmp_path / "table99.yaml"
+
+
+def test_a_bad_table_file_gets_the_whole_message(tmp_path):
+    from artifact.grid import table_names
+
+    with pytest.raises(UserError) as err:
+        load_table("tabel2")
+    assert str(err.value) == f"unknown target 'tabel2' (valid: {', '.join(table_names())}, all)"
+    assert ", table2, " in str(err.value)
+    path = _table_file(tmp_path, "rows: [method]", "{method: jtt, dataset: waterbirds, attack: dlbd, colour: red}")
+    with pytest.raises(UserError) as err:
+        load_table("table99", tmp_path)
+    assert str(err.value) == (f"{path}: grid[0].colour: unknown axis (valid: method, dataset, attack, case "
+                              "or a dotted key under method., attack., model., dataset.)")
+    for head, message in (
+        ("rows: [method]\ncurve: {path: elmf_curve, label: iteration}", "curve needs exactly the keys path, label, as"),
+        ("rows: [method]\ncurve: {path: elmf_curve, label: iteration, as: elmf}",
+         "curve label 'iteration' must be one of rows"),
+    ):
+        path = _table_file(tmp_path, head)
+        with pytest.raises(UserError) as err:
+            load_table("table99", tmp_path)
+        assert str(err.value) == f"{path}: {message}"
+    _table_file(tmp_path, "rows: [method, case, seed]")  # case and seed are rows of every block
+    assert load_table("table99", tmp_path).rows == ("method", "case", "seed")

@@ -361,3 +361,13 @@ def test_a_bad_value_in_any_section_names_its_grid_block_and_key(tmp_path):
     with pytest.raises(UserError) as err:
         expand(_table(tmp_path, "  - {method: jtt, dataset: waterbirds, attack: dlbd}\n"), bad)
     assert str(err.value) == "configs/table99.yaml: grid[0]: clean_baseline.epochs: expected int, got 'many'"
+
+
+def test_a_by_dataset_entry_merges_mappings_and_replaces_anything_else():
+    from artifact.grid import _merge
+
+    base = {"final": {"lr": 1, "wd": 2}, "scratch": None, "upweight": 5}
+    assert _merge(base, {"final": {"lr": 3}, "scratch": {"lr": 4}, "upweight": {"x": 1}}) == {
+        "final": {"lr": 3, "wd": 2}, "scratch": {"lr": 4}, "upweight": {"x": 1}}
+    assert _merge(base, {"final": 7}) == {**base, "final": 7}
+    assert base == {"final": {"lr": 1, "wd": 2}, "scratch": None, "upweight": 5}  # the preset is left alone
