@@ -82,9 +82,7 @@ def load_table(name: str, configs: Path | None = None) -> TableCfg:
     data = read_yaml(path)
     data.setdefault("name", name)
     table = build(TableCfg, data, str(path))
-    for i, block in enumerate(table.grid):
-        if not isinstance(block, dict):
-            raise UserError(f"{path}: grid[{i}]: expected a mapping of axis -> value(s)")
+    for i, block in enumerate(table.grid):  # each a mapping: build() checks the type
         for axis in block:
             if axis not in CORE_AXES and axis.split(".")[0] not in SECTIONS:
                 raise UserError(f"{path}: grid[{i}].{axis}: unknown axis (valid: {', '.join(CORE_AXES)} "
@@ -170,7 +168,7 @@ def resolve(point: dict, preset: Preset, where: str) -> dict:
     raw = _raw(point, preset, where)
     method = METHODS.get_or_fail(point["method"], f"{where}: method")
     attack = ATTACKS.get_or_fail(point["attack"], f"{where}: attack")
-    case = point.get("case", "standard")
+    case = point["case"]  # _points gives every point one
     if case not in method.cases:
         raise UserError(f"{where}: method {point['method']!r} has no case {case!r} (valid: {', '.join(method.cases)})")
     cfg = {
