@@ -196,8 +196,11 @@ def test_ctrl_c_stops_within_seconds_keeps_the_checkpoint_and_the_same_command_r
     results = tmp_path / "results"
     cmd = [sys.executable, "-m", "artifact", "table2", "--preset", "smoke", "--results", str(results), *ONLY,
            "--only", "case=ideal", *THREADS]
+    # As a terminal starts a foreground job: Ctrl-C delivered. A suite started in the background of a
+    # non-interactive shell inherits SIGINT ignored, and Python then keeps ignoring it (the run finished, rc 0).
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **env}, start_new_session=True)
+                            env={**os.environ, **env}, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.time() + 400
         while not list(results.glob("stages/fit/*.partial.pt")) and time.time() < deadline and proc.poll() is None:
