@@ -167,3 +167,19 @@ def test_a_bad_table_file_gets_the_whole_message(tmp_path):
         assert str(err.value) == f"{path}: {message}"
     _table_file(tmp_path, "rows: [method, case, seed]")  # case and seed are rows of every block
     assert load_table("table99", tmp_path).rows == ("method", "case", "seed")
+
+
+def test_a_table_row_or_metric_that_cannot_be_tabulated_gets_the_whole_message(tmp_path):
+    from artifact.grid import table_names
+
+    assert table_names()[-1] == "ablation-epic"  # experiments beyond the paper are listed, after it
+    path = _table_file(tmp_path, "rows: [method, colour]")
+    with pytest.raises(UserError) as err:
+        load_table("table99", tmp_path)
+    assert str(err.value) == (f"{path}: rows: 'colour' is not an axis of grid[0] "
+                              "(its axes: method, dataset, attack)")
+    path = _table_file(tmp_path, "rows: [method]\nmetrics: [wga, idnf.lrg3.x]")
+    with pytest.raises(UserError) as err:
+        load_table("table99", tmp_path)
+    assert str(err.value) == (f"{path}: metrics: 'idnf.lrg3.x': idnf is per role "
+                              "(valid: idnf.poisons, idnf.lrg1, idnf.lrg2, idnf.hrg)")

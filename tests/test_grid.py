@@ -248,6 +248,7 @@ def test_a_filtered_or_reseeded_run_gets_its_own_table_name():
     assert table_stem("table2", ["method=jtt", "attack=dlbd"], None, 3) == "table2.only.attack=dlbd+method=jtt"
     assert table_stem("table2", [], 1, 3) == "table2.seeds-1"
     assert table_stem("table2", ["case=a b/c"], 5, 3) == "table2.only.case=a_b_c.seeds-5"  # safe as a file name
+    assert table_stem("table2", ["method=JTT_2"], None, 3) == "table2.only.method=JTT_2"  # letters and digits kept
 
 
 def test_the_job_index_round_trips_and_a_damaged_one_reads_as_absent(tmp_path):
