@@ -139,8 +139,9 @@ def test_a_preset_built_in_code_is_named_preset_in_its_errors():
     validate_preset(smoke.__class__(**{**smoke.__dict__, "methods": None, "attacks": None}))  # no sections: valid
 
 
-def _table_file(tmp_path, head: str, block: str = "{method: jtt, dataset: waterbirds, attack: dlbd}"):
-    (tmp_path / "table99.yaml").write_text(f"title: t\ndescription: d\nmetrics: [wga]\n{head}\ngrid:\n  - {block}\n")
+def _table_file(tmp_path, head: str, block: str = "{method: jtt, dataset: waterbirds, attack: dlbd}",
+                metrics: str = "[wga]"):
+    (tmp_path / "table99.yaml").write_text(f"title: t\ndescription: d\nmetrics: {metrics}\n{head}\ngrid:\n  - {block}\n")
     return tmp_path / "table99.yaml"
 
 
@@ -178,7 +179,7 @@ def test_a_table_row_or_metric_that_cannot_be_tabulated_gets_the_whole_message(t
         load_table("table99", tmp_path)
     assert str(err.value) == (f"{path}: rows: 'colour' is not an axis of grid[0] "
                               "(its axes: method, dataset, attack)")
-    path = _table_file(tmp_path, "rows: [method]\nmetrics: [wga, idnf.lrg3.x]")
+    path = _table_file(tmp_path, "rows: [method]", metrics="[wga, idnf.lrg3.x]")
     with pytest.raises(UserError) as err:
         load_table("table99", tmp_path)
     assert str(err.value) == (f"{path}: metrics: 'idnf.lrg3.x': idnf is per role "
