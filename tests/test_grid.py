@@ -80,8 +80,19 @@ def test_targets_are_listed_baseline_then_tables_in_numeric_order():
     assert names[1: 1 + len(tables)] == tables and "figure1" in names[1 + len(tables):]  # then the rest
 
 
+BLOCK = "  - {method: jtt, dataset: waterbirds, attack: dlbd}\n"
+
+
+def _table_yaml(tmp_path, grid: str = BLOCK, rows: str = "[method]", metrics: str = "[wga]", extra: str = "",
+                name: str = "table99"):
+    """A table config file in tmp_path (`extra`: more top-level keys, one per line)."""
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(f"title: t\ndescription: d\nrows: {rows}\nmetrics: {metrics}\n{extra}grid:\n{grid}")
+    return path
+
+
 def _table(tmp_path, grid: str, name: str = "table99"):
-    (tmp_path / f"{name}.yaml").write_text(f"title: t\ndescription: d\nrows: [method]\nmetrics: [wga]\ngrid:\n{grid}")
+    _table_yaml(tmp_path, grid, name=name)
     return load_table(name, tmp_path)
 
 
@@ -372,3 +383,49 @@ def test_a_by_dataset_entry_merges_mappings_and_replaces_anything_else():
         "final": {"lr": 3, "wd": 2}, "scratch": {"lr": 4}, "upweight": {"x": 1}}
     assert _merge(base, {"final": 7}) == {**base, "final": 7}
     assert base == {"final": {"lr": 1, "wd": 2}, "scratch": None, "upweight": 5}  # the preset is left alone
+
+
+def test_a_bad_table_file_gets_the_whole_message(tmp_path):
+    import pytest
+
+    from artifact.errors import UserError
+    from artifact.grid import table_names
+
+    with pytest.raises(UserError) as err:
+        load_table("tabel2")
+    assert str(err.value) == f"unknown target 'tabel2' (valid: {', '.join(table_names())}, all)"
+    assert ", table2, " in str(err.value)
+    path = _table_yaml(tmp_path, "  - {method: jtt, dataset: waterbirds, attack: dlbd, colour: red}\n")
+    with pytest.raises(UserError) as err:
+        load_table("table99", tmp_path)
+    assert str(err.value) == (f"{path}: grid[0].colour: unknown axis (valid: method, dataset, attack, case "
+                              "or a dotted key under method., attack., model., dataset.)")
+    for curve, message in (
+        ("{path: elmf_curve, label: iteration}", "curve needs exactly the keys path, label, as"),
+        ("{path: elmf_curve, label: iteration, as: elmf}", "curve label 'iteration' must be one of rows"),
+    ):
+        path = _table_yaml(tmp_path, extra=f"curve: {curve}\n")
+        with pytest.raises(UserError) as err:
+            load_table("table99", tmp_path)
+        assert str(err.value) == f"{path}: {message}"
+    _table_yaml(tmp_path, rows="[method, case, seed]")  # case and seed are rows of every block
+    assert load_table("table99", tmp_path).rows == ("method", "case", "seed")
+
+
+def test_a_table_row_or_metric_that_cannot_be_tabulated_gets_the_whole_message(tmp_path):
+    import pytest
+
+    from artifact.errors import UserError
+    from artifact.grid import table_names
+
+    assert table_names()[-1] == "ablation-epic"  # experiments beyond the paper are listed, after it
+    path = _table_yaml(tmp_path, rows="[method, colour]")
+    with pytest.raises(UserError) as err:
+        load_table("table99", tmp_path)
+    assert str(err.value) == (f"{path}: rows: 'colour' is not an axis of grid[0] "
+                              "(its axes: method, dataset, attack)")
+    path = _table_yaml(tmp_path, metrics="[wga, idnf.lrg3.x]")
+    with pytest.raises(UserError) as err:
+        load_table("table99", tmp_path)
+    assert str(err.value) == (f"{path}: metrics: 'idnf.lrg3.x': idnf is per role "
+                              "(valid: idnf.poisons, idnf.lrg1, idnf.lrg2, idnf.hrg)")
