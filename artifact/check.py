@@ -119,7 +119,7 @@ def _grid_cells(table_cfg) -> dict:
     import itertools
 
     rows = list(table_cfg.rows)
-    fixed = [r for r in rows if r != (getattr(table_cfg, "curve", None) or {}).get("label")]
+    fixed = [r for r in rows if r != table_cfg.curve.get("label")]
     cells = set()
     for block in table_cfg.grid:
         values = [v if isinstance(v, list) else [v] for v in (block.get(r, "standard") for r in fixed)]
@@ -173,6 +173,9 @@ def _validate_numbers(csv: Path, grid: dict | None) -> None:
             raise UserError(f"{csv}: line {lineno}: no cell {shown} in the table's grid; fix the labels")
 
 
+CLAIM_KEYS = ("id", "text", "source", "left", "right", "op", "value", "presets", "where", "group_by")
+
+
 def _read_claims(path: Path, grid: dict | None) -> list[dict]:
     try:
         data = yaml.safe_load(path.read_text())
@@ -184,6 +187,8 @@ def _read_claims(path: Path, grid: dict | None) -> list[dict]:
     items = data.get("claims", []) if isinstance(data, dict) else None
     if not isinstance(items, list):
         raise UserError(f"{path}: expected a mapping with a list under 'claims'")
+    if set(data) - {"claims"}:  # a misspelled 'claims' would check nothing
+        raise UserError(f"{path}: unknown key {sorted(set(data) - {'claims'})[0]!r} (the file has one key, claims)")
     for i, c in enumerate(items):
         cid = c.get("id", f"#{i + 1}") if isinstance(c, dict) else f"#{i + 1}"
         what = f"{path}: claim {cid}"
@@ -192,6 +197,9 @@ def _read_claims(path: Path, grid: dict | None) -> list[dict]:
         missing = {"id", "text", "left", "op", "value"} - set(c)
         if missing or c["op"] not in OPS:
             raise UserError(f"{what}: needs id, text, left, op ({', '.join(OPS)}), value")
+        unknown = [k for k in c if k not in CLAIM_KEYS]  # a misspelled group_by would judge every row at once
+        if unknown:
+            raise UserError(f"{what}: unknown key {unknown[0]!r} (valid: {', '.join(CLAIM_KEYS)})")
         if isinstance(c["value"], bool) or not isinstance(c["value"], int | float):
             raise UserError(f"{what}: value {c['value']!r} is not a number")
         bad = [p for p in c.get("presets", []) if p not in PRESETS]
@@ -353,7 +361,7 @@ def check_ranges(ranges: pd.DataFrame, rows: list[str], expected: pd.DataFrame |
     """Per row: WGA > 0, predictions not constant, and a backdoor far above a clean model's ASR."""
     out = []
     for key, block in ranges.groupby(rows, sort=False):
-        labels = dict(zip(rows, key if isinstance(key, tuple) else (key,), strict=True))
+        labels = dict(zip(rows, key, strict=True))  # groupby on a list: a tuple even for one column
         means = {r.metric: r.mean for r in block.itertuples() if r.n > 0 and math.isfinite(r.mean)}
         what = " ".join(str(v) for v in labels.values())
         if "wga" in means:

@@ -191,3 +191,79 @@ def test_run_checks_verdict_and_report(tmp_path):
     ok, text, _ = check.run_checks("t", _agg({("ideal", "wga"): (1.0, 0.0)}), paper, "paper", where=tmp_path,
                                    filtered=True)
     assert ok and text.endswith("Summary: 1 PASS, 0 FAIL, 0 MISSING, 2 SKIPPED -> REPRODUCED")
+
+
+def test_a_bound_or_last_on_labels_compares_numbers_and_matches_no_text():
+    column = pd.Series(["2", "x", "8"])
+    assert check._matches(column, {">=": 4}).tolist() == [False, False, True]
+    assert check._matches(column, {"<": "4"}).tolist() == [True, False, False]
+    assert check._matches(column, "LAST").tolist() == [False, False, True]
+    assert check._matches(column, " X").tolist() == [False, True, False]
+
+
+def test_each_verdict_names_its_cell_or_claim_for_the_report():
+    (missing,) = check.sanity(_agg({("standard", "asr"): (50.0, 0.0)}, n=2))
+    (bad,) = check.sanity(_agg({("ideal", "wga"): (101.0, 0.0)}))
+    assert (missing.cell, bad.cell) == ({"case": "standard", "metric": "asr"}, {"case": "ideal", "metric": "wga"})
+    expected = _expected({("worst", "wga"): (math.nan, math.nan), ("ideal", "wga"): (60.0, 1.0),
+                          ("standard", "wga"): (50.0, 1.0)})
+    agg = _agg({("standard", "wga"): (50.0, 0.0)})
+    cells = [v.cell for v in check.check_numbers(agg, expected, 2.0, 1.0)]
+    assert cells == [{"case": c, "metric": "wga"} for c in ("worst", "ideal", "standard")]
+    assert [v.cell for v in check.check_numbers(agg, expected, 2.0, 1.0, filtered=True)][1] == \
+        {"case": "ideal", "metric": "wga"}
+    claims = [_claim(">=", 5.0), {**_claim(">=", 5.0, right=("absent", "asr")), "id": "gone"},
+              {**_claim(">=", 5.0), "id": "p", "presets": ["paper", "quick"]}]
+    verdicts = check.check_claims(_agg(CELLS), claims, preset="tiny")
+    assert [(v.status, v.claim) for v in verdicts] == [("PASS", claims[0]), ("MISSING", claims[1]),
+                                                       ("SKIPPED", claims[2])]
+    assert verdicts[2].line() == "SKIPPED p: a threshold meant for preset(s) paper, quick"
+    (skipped,) = check.check_claims(_agg(CELLS), claims[1:2], filtered=True)
+    assert skipped.status == "SKIPPED" and skipped.claim == claims[1]
+    assert [v.status for v in check.check_claims(_agg(CELLS), claims[2:], preset="paper")] == ["PASS"]
+
+
+def test_entropies_are_judged_and_shown_in_bits():
+    (v,) = check.check_numbers(_agg({("standard", "entropy.clean"): (0.512, 0.01)}),
+                               _expected({("standard", "entropy.clean"): (0.5, 0.02)}), 2.0, 1.0)
+    assert v.line() == "PASS    standard entropy.clean: ours 0.512 ± 0.010, paper 0.500 ± 0.020, |Δ| 0.012 <= tol 0.055"
+    (v,) = check.sanity(_agg({("standard", "entropy.clean"): (1.5, 0.0)}))
+    assert v.line() == "FAIL    standard entropy.clean: value 1.5 is not within ±1"
+    (v,) = check.sanity(_agg({("standard", "entropy.clean"): (0.5, 0.0), ("standard", "wga"): (50.0, 0.0)}))
+    assert v.detail == "2 cells complete, finite and within each metric's range (entropies ±1 bit, the rest ±100)"
+    (v,) = check.sanity(_agg({}))
+    assert v.line() == "PASS    all cells: 0 cells complete, finite and within [-100, 100]"
+
+
+def test_a_claims_scope_shows_bounds_and_its_sides_every_label():
+    agg = _agg(CELLS).assign(es=4)[["case", "es", "metric", "mean", "std", "n", "n_expected", "na"]]
+    claim = {"id": "c", "text": "t", "left": {"case": "standard", "es": 4, "metric": "asr"},
+             "right": {"case": "ideal", "metric": "asr"}, "op": ">=", "value": 5.0, "where": {"es": {">=": 2}}}
+    (v,) = check.check_claims(agg, [claim])
+    assert v.line() == "PASS    c [es=>=2]: ASR standard 4 − ASR ideal = 60.0 (needs >= 5.0)"
+
+
+def test_run_checks_sections_rules_and_verdict_words(tmp_path):
+    (tmp_path / "t.csv").write_text("case,metric,mean,std\nstandard,wga,74,0\nideal,wga,60,0\n")
+    (tmp_path / "t.claims.yaml").write_text("claims:\n  - {id: boost, text: t, left: {case: standard, metric: asr},"
+                                            " right: {case: ideal, metric: asr}, op: '>=', value: 5, "
+                                            "presets: [paper]}\n")
+    numbers_only = CheckCfg(numbers=True, claims=False, k=2.0, floor=1.0)
+    ok, text, verdicts = check.run_checks("t", _agg(CELLS), numbers_only, "paper", where=tmp_path)
+    assert not ok and text.endswith("Summary: 2 PASS, 0 FAIL, 1 MISSING -> NOT REPRODUCED")  # unfiltered: MISSING
+    assert [v.section for v in verdicts] == ["Completeness and sanity", "Cells vs the paper", "Cells vs the paper"]
+    claims_only = CheckCfg(numbers=False, claims=True)
+    ok, text, verdicts = check.run_checks("t", _agg(CELLS), claims_only, "tiny", where=tmp_path)
+    assert ok and text.endswith("Summary: 1 PASS, 0 FAIL, 0 MISSING, 1 SKIPPED -> REPRODUCED")
+    assert text.splitlines()[1] == ("Rule: the paper's claims; per-cell numbers not compared at this preset (its "
+                                    "data and models differ from the paper's)")
+    assert [v.section for v in verdicts] == ["Completeness and sanity", "The paper's claims"]
+    ok, text, _ = check.run_checks("t", _agg(CELLS), claims_only, "paper", where=tmp_path)
+    assert ok and "SKIPPED" not in text and text.endswith("Summary: 2 PASS, 0 FAIL, 0 MISSING -> REPRODUCED")
+    ranges = _agg({("standard", "wga"): (0.0, 0.0)})  # ranges given, but this preset does not check them
+    ok, text, _ = check.run_checks("t", _agg(CELLS), CheckCfg(numbers=False, claims=False), "smoke", where=tmp_path,
+                                   ranges=ranges)
+    assert ok and "Sanity ranges" not in text
+    assert text.splitlines()[1] == "Rule: completeness and sanity only (this preset is for exercising code paths)"
+    ok, text, _ = check.run_checks("t", _agg({}), claims_only, "tiny", where=tmp_path)
+    assert text.splitlines()[0] == "Checker: t (preset tiny, 0 seed(s) per cell)"

@@ -95,3 +95,49 @@ def test_clean_baseline_is_trained_once_and_recorded(tmp_path):
     ranges = report.aggregate(probe, report.collect(probe, jobs[:2], store), 1)
     verdicts = check.check_ranges(ranges, list(table.rows), None)
     assert {v.what.split()[-1] for v in verdicts} == {"wga", "predictions", "backdoor"}
+
+
+def _lines(values, expected=None, rows=None):
+    return [v.line() for v in check.check_ranges(_ranges(values) if rows is None else rows, ROWS, expected)]
+
+
+def test_each_range_at_its_bound_with_its_whole_line():
+    row = "jtt waterbirds dlbd standard"
+    assert _lines({"wga": 0.5, "pred_min_share": 1.0, "asr": 45.0, "asr_clean": 25.0}, _expected(50.0)) == [
+        f"PASS    {row} wga: 0.5 (needs > 0)",
+        f"PASS    {row} predictions: least-predicted class gets 1.0 % (needs >= 1)",
+        f"PASS    {row} backdoor: ASR 45.0 − clean model's 25.0 = 20.0 (needs >= 20; the paper's ASR 50.0)"]
+    assert _lines({"pred_min_share": 0.9}) == [f"FAIL    {row} predictions: least-predicted class gets 0.9 % (needs >= 1)"]
+    assert _lines({"asr": 45.0, "asr_clean": 25.5}, _expected(50.0)) == [
+        f"FAIL    {row} backdoor: ASR 45.0 − clean model's 25.5 = 19.5 (needs >= 20; the paper's ASR 50.0)"]
+
+
+def test_the_backdoor_range_is_skipped_without_a_working_paper_asr():
+    row = "jtt waterbirds dlbd standard"
+    detail = "ASR 90.0 − clean model's 5.0 = 85.0"
+    values = {"asr": 90.0, "asr_clean": 5.0}
+    assert _lines(values, None) == [f"SKIPPED {row} backdoor: {detail}; the paper's ASR here is not reported"]
+    assert _lines(values, _expected(float("nan"))) == [
+        f"SKIPPED {row} backdoor: {detail}; the paper's ASR here is not reported"]
+    assert _lines(values, _expected(49.9)) == [f"SKIPPED {row} backdoor: {detail}; the paper's ASR here is 49.9"]
+    other_row = _expected(95.0).assign(case="ideal")  # the paper has no number for this row
+    assert _lines(values, other_row) == [f"SKIPPED {row} backdoor: {detail}; the paper's ASR here is not reported"]
+    assert _lines({"asr": 90.0}, _expected(95.0)) == []  # no clean model: nothing to compare with
+
+
+def test_ranges_keep_the_row_order_and_ignore_unfinished_or_undefined_values():
+    two = pd.concat([_ranges({"wga": 5.0}).assign(case="worst"), _ranges({"wga": 6.0}).assign(case="ideal")])
+    assert _lines(None, rows=two) == ["PASS    jtt waterbirds dlbd worst wga: 5.0 (needs > 0)",
+                                      "PASS    jtt waterbirds dlbd ideal wga: 6.0 (needs > 0)"]
+    unfinished = _ranges({"wga": 0.0}).assign(n=0)  # a stale mean without a finished seed is not judged
+    undefined = _ranges({"wga": float("nan")})
+    assert _lines(None, rows=unfinished) == [] and _lines(None, rows=undefined) == []
+
+
+def test_run_checks_judges_ranges_with_the_papers_asr():
+    agg = _ranges({"wga": 40.0})
+    cfg = CheckCfg(numbers=False, claims=False, ranges=True)
+    ranges = _ranges({"asr": 90.0, "asr_clean": 5.0}).assign(dataset="celeba")  # the paper's ASR here: 97.7
+    ok, text, verdicts = check.run_checks("table2", agg, cfg, "quick", ranges=ranges)
+    assert ok and "Sanity ranges:" in text.splitlines()
+    assert [(v.section, v.status) for v in verdicts][-1] == ("Sanity ranges", "PASS")
