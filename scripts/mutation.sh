@@ -30,7 +30,7 @@ mutmut="$venv/bin/mutmut"
 # The tests that exercise each module (fast lane only: mutmut runs the tests covering a mutant per mutant).
 tests_for() {
     case "$1" in
-        artifact/check.py) echo tests/test_check.py tests/test_golden.py tests/test_quick_ranges.py tests/test_properties.py \
+        artifact/check.py) echo tests/test_check.py tests/test_expected_results.py tests/test_golden.py tests/test_quick_ranges.py tests/test_properties.py \
             tests/test_baseline.py tests/test_fidelity.py ;;
         artifact/metrics.py) echo tests/test_metrics.py tests/test_properties.py tests/test_sa.py tests/test_dlbd_jtt.py \
             tests/test_baseline.py tests/test_fidelity.py ;;
