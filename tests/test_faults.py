@@ -414,6 +414,8 @@ def test_a_gpu_that_is_not_there_is_refused_at_start(run_cli, tmp_path):
 
 
 def test_bad_results_folders_are_one_line(run_cli, tmp_path, monkeypatch):
+    # The folders hold no SLURM submission: "no SLURM" instead of squeue (~9 s without a reachable controller).
+    monkeypatch.setattr("artifact.jobstate.slurm_queue", lambda: {})
     code, _, err = run_cli("table2", "--preset", "smoke", "--results", str(ROOT / "README.md"))
     assert code == 2 and "--results " in err and "README.md: a file, not a folder" in err, err
     code, _, err = run_cli("table2", "--preset", "smoke", "--results", "/proc/oilwater-results")
