@@ -36,7 +36,7 @@ tests_for() {
             tests/test_baseline.py tests/test_fidelity.py ;;
         artifact/grid.py) echo tests/test_grid.py tests/test_config.py tests/test_properties.py tests/test_quick_ranges.py \
             tests/test_preflight.py ;;
-        artifact/defenses/epic.py) echo tests/test_epic.py tests/test_properties.py ;;
+        artifact/defenses/epic.py) echo tests/test_epic.py tests/test_epic_official.py tests/test_properties.py ;;
         *) echo "mutation.sh: error: no test list for '$1' (known: artifact/check.py, artifact/metrics.py," \
                 "artifact/grid.py, artifact/defenses/epic.py)" >&2; return 2 ;;
     esac
