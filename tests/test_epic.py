@@ -65,8 +65,10 @@ def test_auto_path_is_1d_for_two_classes_and_dense_otherwise(monkeypatch):
     g3 = epic.gradient_proxy(rng.normal(size=(12, 3)), np.eye(3), rng.integers(0, 3, 12))
     order, cluster = epic.medoids(g3, 3, "auto")
     assert order.tolist() == epic.medoids(g3, 3, "dense")[0].tolist() and cluster.max() == 2
-    with pytest.raises(ValueError, match="the 1-D path needs a 2-class gradient proxy"):
+    with pytest.raises(ValueError, match=r"^the 1-D path needs a 2-class gradient proxy$"):
         epic.medoids(g3, 3, "1d")
+    with pytest.raises(ValueError, match=r"^path must be one of auto, dense, 1d$"):
+        epic.medoids(g3, 3, "1D")
 
     def no_dense(*a):
         raise AssertionError("the dense kernel was built")
@@ -75,6 +77,13 @@ def test_auto_path_is_1d_for_two_classes_and_dense_otherwise(monkeypatch):
     dense = epic.medoids(g2, 2, "dense")[0].tolist()
     monkeypatch.setattr(epic, "similarity", no_dense)  # 2 classes: never the n x n kernel (CelebA: 77 GB)
     assert epic.medoids(g2, 2, "auto")[0].tolist() == dense == [1, 2]  # ... while making the dense path's choice
+    assert epic.medoids(g2, 2)[0].tolist() == dense  # auto is the default, here and in isolated
+    y = np.array([0, 0, 1])
+    assert epic.isolated(g2, y, 2 / 3, 1.0, np.random.default_rng(0)).tolist() == [False, False, True]
+    with pytest.raises(AssertionError, match="the dense kernel was built"):  # ... and an asked path is taken
+        epic.isolated(g2, y, 2 / 3, 1.0, np.random.default_rng(0), path="dense")
+    with pytest.raises(ValueError, match=r"^cluster_index must be one of \('official', 'fixed'\)$"):
+        epic.isolated(g2, y, 2 / 3, 1.0, np.random.default_rng(0), cluster_index="own")
 
 
 def test_gradient_proxy_is_finite_for_saturated_logits_of_any_scale():
@@ -113,6 +122,30 @@ def test_isolated_follows_each_class_budget(subset, seed, budgets, dropped):
     assert epic.class_budgets(np.bincount(y), int(subset * 6), np.random.default_rng(seed)).tolist() == budgets
     drop = epic.isolated(g, y, subset_size=subset, threshold=1.0, rng=np.random.default_rng(seed))
     assert drop.dtype == bool and np.flatnonzero(drop).tolist() == dropped
+
+
+def test_no_medoid_drops_nothing():
+    t = np.array([0.0, 0.5, 0.9])
+    drop = epic.isolated(_line(t), np.array([0, 0, 1]), subset_size=0.1, threshold=1.0, rng=np.random.default_rng(0))
+    assert drop.tolist() == [False, False, False]  # a budget of int(0.1 * 3) = 0 medoids
+
+
+@pytest.mark.parametrize("t1, thresh, dropped", [
+    ([0.2, 0.9], 1.0, [4, 5]),  # class 1 (k = 2) at offset 1·2 reads class 0's third size for its point 5
+    ([0.2, 0.9], 0.5, []),
+    ([0.2, 0.3, 0.9], 0.5, []),  # k = 3: the empty medoid is the last of its class's size vector
+])
+def test_a_medoid_nobody_joins_is_a_cluster_of_one_wherever_it_is_read(t1, thresh, dropped):
+    """Class 0 has 4 points on 2 values and 3 medoids: the third is a duplicate whose points all join the
+    earlier medoid of its value, so its cluster is empty; EPIC counts it as size 1, also where the official
+    lookup reads it for another class."""
+    t = np.array([0.0, 0.0, 0.5, 0.5, *t1])
+    y = np.array([0, 0, 0, 0] + [1] * len(t1))
+    g = np.where(y[:, None] == 0, _line(-t), _line(t))
+    order, cluster = epic.medoids(g[:4], 3)
+    assert np.bincount(cluster, minlength=3).tolist() == [2, 2, 0]
+    drop = epic.isolated(g, y, subset_size=(len(t) - 1) / len(t), threshold=thresh, rng=np.random.default_rng(0))
+    assert np.flatnonzero(drop).tolist() == dropped
 
 
 def test_selection_schedule_follows_the_official_rule():

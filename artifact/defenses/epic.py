@@ -190,8 +190,13 @@ def _range_min(a: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return out
 
 
+PATHS = ("auto", "dense", "1d")  # auto: the exact 1-D path for two classes, the dense kernel otherwise
+
+
 def medoids(g: np.ndarray, k: int, path: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """(order, cluster) for one class: selected medoids (class-local indices) and each point's cluster."""
+    if path not in PATHS:
+        raise ValueError(f"path must be one of {', '.join(PATHS)}")
     if path == "auto":
         path = "1d" if g.shape[1] == 2 else "dense"
     if path == "1d":
@@ -234,7 +239,7 @@ def isolated(g: np.ndarray, y: np.ndarray, subset_size: float, threshold: float,
         all_sizes.append(sizes)
         lookups.append((members, cluster + offset))
     drop = np.zeros(len(y), dtype=bool)
-    concat = np.concatenate(all_sizes) if all_sizes else np.zeros(0)
+    concat = np.concatenate([np.zeros(0), *all_sizes])  # empty when no class got a medoid
     for members, ids in lookups:
         drop[members] = (ids >= len(concat)) | (concat[np.minimum(ids, len(concat) - 1)] <= threshold)
     return drop

@@ -38,8 +38,8 @@ class Params:
             return "subset_size must be in (0, 1) (EPIC is off at 1)"
         if self.subset_freq < 1 or self.drop_after < 0 or self.stop_after <= self.drop_after:
             return "need subset_freq >= 1, drop_after >= 0 and stop_after > drop_after"
-        if self.path not in ("auto", "dense", "1d"):
-            return "path must be auto, dense or 1d"
+        if self.path not in epic.PATHS:
+            return f"path must be one of {', '.join(epic.PATHS)}"
         if self.cluster_index not in epic.CLUSTER_INDEX:
             return f"cluster_index must be one of {', '.join(epic.CLUSTER_INDEX)}"
         return None
