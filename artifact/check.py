@@ -187,8 +187,9 @@ def _read_claims(path: Path, grid: dict | None) -> list[dict]:
     items = data.get("claims", []) if isinstance(data, dict) else None
     if not isinstance(items, list):
         raise UserError(f"{path}: expected a mapping with a list under 'claims'")
-    if set(data) - {"claims"}:  # a misspelled 'claims' would check nothing
-        raise UserError(f"{path}: unknown key {sorted(set(data) - {'claims'})[0]!r} (the file has one key, claims)")
+    extra = [k for k in data if k != "claims"]  # a misspelled 'claims' would check nothing
+    if extra:
+        raise UserError(f"{path}: unknown key {extra[0]!r} (the file has one key, claims)")
     for i, c in enumerate(items):
         cid = c.get("id", f"#{i + 1}") if isinstance(c, dict) else f"#{i + 1}"
         what = f"{path}: claim {cid}"

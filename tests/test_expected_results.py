@@ -125,6 +125,7 @@ OPS = "(>=, <=, >, <, abs<=)"
     ("claims: {id: c}\n", "expected a mapping with a list under 'claims'"),
     ("claim:\n  - " + _claim() + "\n", "unknown key 'claim' (the file has one key, claims)"),
     ("claims: []\nnote: x\n", "unknown key 'note' (the file has one key, claims)"),
+    ("claims: []\n1: x\nnote: y\n", "unknown key 1 (the file has one key, claims)"),
     (_claims(_claim(), "5"), "claim #2: expected a mapping"),
     (_claims(_claim(), "{text: t}"), f"claim #2: needs id, text, left, op {OPS}, value"),
     (_claims(_claim().replace("'>='", "'=='")), f"claim c: needs id, text, left, op {OPS}, value"),
