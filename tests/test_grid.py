@@ -121,7 +121,7 @@ def test_resolve_names_the_missing_preset_entry_or_case(tmp_path):
         expand(bad_case, smoke)
     no_dataset = smoke.__class__(**{**smoke.__dict__, "datasets": {"celeba": smoke.datasets["celeba"]}})
     with pytest.raises(UserError, match=r"grid\[0\]: dataset 'waterbirds' has no entry in the preset \(valid: celeba\)"):
-        expand(_table(tmp_path, "  - {method: jtt, dataset: waterbirds, attack: dlbd}\n"), no_dataset)
+        expand(_table(tmp_path, BLOCK), no_dataset)
     with pytest.raises(UserError, match=r"grid\[0\].method.upweight.x: cannot set upweight.x: upweight is not a section"):
         expand(_table(tmp_path, "  - {method: jtt, dataset: waterbirds, attack: dlbd, method.upweight.x: 1}\n"), smoke)
 
@@ -176,8 +176,7 @@ def test_errors_name_every_valid_choice_and_the_grid_block(tmp_path):
     smoke = load_preset("smoke")
     two = {"celeba": smoke.datasets["celeba"], "other": smoke.datasets["celeba"]}
     with pytest.raises(UserError, match=r"dataset 'waterbirds' has no entry in the preset \(valid: celeba, other\)"):
-        expand(_table(tmp_path, "  - {method: jtt, dataset: waterbirds, attack: dlbd}\n"),
-               smoke.__class__(**{**smoke.__dict__, "datasets": two}))
+        expand(_table(tmp_path, BLOCK), smoke.__class__(**{**smoke.__dict__, "datasets": two}))
     with pytest.raises(UserError, match=r"table99.yaml: grid\[0\]: method: unknown method 'jtx'"):
         expand(_table(tmp_path, "  - {method: jtx, dataset: waterbirds, attack: dlbd}\n"), smoke)
     with pytest.raises(UserError, match=r"table99.yaml: grid\[0\]: attack: unknown attack 'dlbx'"):
@@ -196,7 +195,7 @@ def test_a_plugin_the_preset_does_not_list_runs_with_its_params_defaults(tmp_pat
 
     smoke = load_preset("smoke")
     bare = smoke.__class__(**{**smoke.__dict__, "methods": {}, "attacks": {}})
-    job = expand(_table(tmp_path, "  - {method: jtt, dataset: waterbirds, attack: dlbd}\n"), bare)[0]
+    job = expand(_table(tmp_path, BLOCK), bare)[0]
     assert job.cfg["method"]["params"]["upweight"] == METHODS["jtt"].Params().upweight
     assert job.cfg["attack"]["params"]["rate"] == 0.01  # DLBD's Params() default, not the preset's
 
@@ -314,8 +313,7 @@ def test_count_follows_a_seed_override_and_names_the_grid_block_of_an_error(tmp_
 
     table, tiny = load_table("table2"), load_preset("tiny")
     assert count(table, tiny, seeds=1) == len(expand(table, tiny, seeds=1)) == len(expand(table, tiny)) // tiny.seeds
-    bad = _table(tmp_path, "  - {method: jtt, dataset: waterbirds, attack: dlbd}\n"
-                           "  - {method: jtt, dataset: svhn, attack: dlbd}\n")
+    bad = _table(tmp_path, BLOCK + "  - {method: jtt, dataset: svhn, attack: dlbd}\n")
     with pytest.raises(UserError, match=r"^configs/table99.yaml: grid\[1\]: dataset 'svhn' has no entry"):
         count(bad, tiny)
 
@@ -371,7 +369,7 @@ def test_a_bad_value_in_any_section_names_its_grid_block_and_key(tmp_path):
         assert str(err.value) == f"configs/table99.yaml: grid[0]: {message}"
     bad = quick.__class__(**{**quick.__dict__, "clean_baseline": {**quick.clean_baseline, "epochs": "many"}})
     with pytest.raises(UserError) as err:
-        expand(_table(tmp_path, "  - {method: jtt, dataset: waterbirds, attack: dlbd}\n"), bad)
+        expand(_table(tmp_path, BLOCK), bad)
     assert str(err.value) == "configs/table99.yaml: grid[0]: clean_baseline.epochs: expected int, got 'many'"
 
 

@@ -97,8 +97,10 @@ def test_clean_baseline_is_trained_once_and_recorded(tmp_path):
     assert {v.what.split()[-1] for v in verdicts} == {"wga", "predictions", "backdoor"}
 
 
-def _lines(values, expected=None, rows=None):
-    return [v.line() for v in check.check_ranges(_ranges(values) if rows is None else rows, ROWS, expected)]
+def _lines(values, expected=None):
+    """check_ranges' lines for `values` ({metric: mean} of the one row) or a whole range frame."""
+    frame = values if isinstance(values, pd.DataFrame) else _ranges(values)
+    return [v.line() for v in check.check_ranges(frame, ROWS, expected)]
 
 
 def test_each_range_at_its_bound_with_its_whole_line():
@@ -127,11 +129,11 @@ def test_the_backdoor_range_is_skipped_without_a_working_paper_asr():
 
 def test_ranges_keep_the_row_order_and_ignore_unfinished_or_undefined_values():
     two = pd.concat([_ranges({"wga": 5.0}).assign(case="worst"), _ranges({"wga": 6.0}).assign(case="ideal")])
-    assert _lines(None, rows=two) == ["PASS    jtt waterbirds dlbd worst wga: 5.0 (needs > 0)",
-                                      "PASS    jtt waterbirds dlbd ideal wga: 6.0 (needs > 0)"]
+    assert _lines(two) == ["PASS    jtt waterbirds dlbd worst wga: 5.0 (needs > 0)",
+                           "PASS    jtt waterbirds dlbd ideal wga: 6.0 (needs > 0)"]
     unfinished = _ranges({"wga": 0.0}).assign(n=0)  # a stale mean without a finished seed is not judged
     undefined = _ranges({"wga": float("nan")})
-    assert _lines(None, rows=unfinished) == [] and _lines(None, rows=undefined) == []
+    assert _lines(unfinished) == [] and _lines(undefined) == []
 
 
 def test_run_checks_judges_ranges_with_the_papers_asr():
